@@ -1,0 +1,142 @@
+"""The ``notsound`` command: one function per subcommand, each builds settings and runs one coroutine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .config import ConfigError, build_settings, load_toml
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("notsound")
+
+#: exit codes
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr with an exit code (no traceback)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Third-party chatter only when asked for.
+    for noisy in ("websockets", "httpx", "openai", "modelscope", "funasr", "jieba", "faster_whisper"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 2 else logging.WARNING)
+
+
+# -- serve -------------------------------------------------------------------
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the caption worker (WebSocket server)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
+    _add_engine_flags(p)
+    p.set_defaults(func=_cmd_serve)
+
+
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", help="ASR engine: sensevoice (default), whisper or fake")
+    p.add_argument("--model", help="hub id, model name or local model directory")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--precision", help="fp32 (default), fp16 (GPU) or int8 (CPU fast path)")
+    p.add_argument("--threads", type=int, help="CPU threads for the engine")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
+                   help="skip the warm-up clip at start")
+
+
+def _worker_settings(args: argparse.Namespace, toml: dict, **overrides):
+    from .server import WorkerSettings
+
+    flags = {name: getattr(args, name, None) for name in (
+        "host", "port", "engine", "model", "device", "precision", "threads", "warmup")}
+    flags.update(overrides)
+    return build_settings(WorkerSettings, "worker", toml=toml, flags=flags)
+
+
+def _cmd_serve(args: argparse.Namespace, toml: dict) -> int:
+    from .server import run_serve
+
+    settings = _worker_settings(args, toml)
+    asyncio.run(run_serve(settings))
+    return EXIT_OK
+
+
+# -- models ------------------------------------------------------------------
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list ASR engines and where each loads its model from")
+    p.set_defaults(func=_cmd_models)
+
+
+def _cmd_models(args: argparse.Namespace, toml: dict) -> int:
+    from models import engine_class, engine_names
+
+    from .server import WorkerSettings
+
+    settings = build_settings(WorkerSettings, "worker", toml=toml)
+    for name in engine_names():
+        model = settings.model if name == settings.engine else None
+        try:
+            where = engine_class(name).describe(model)
+        except ImportError as exc:
+            where = f"unavailable: {exc}"
+        mark = "*" if name == settings.engine else " "
+        print(f"{mark} {name:<11} {where}")
+    print("\n* default engine; choose with --engine NAME and --model ID_OR_DIR")
+    return EXIT_OK
+
+
+# -- wiring ------------------------------------------------------------------
+
+#: subcommand builders in the order ``notsound --help`` lists them
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_models]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="notsound", description="Live lecture captions, notes and summaries."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return args.func(args, load_toml())
+    except (ConfigError, CommandError) as exc:
+        print(f"notsound: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("notsound: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""Wire protocol v1 between the capture client and the caption worker.
+
+This module is the only place where the message format exists. Text frames are
+JSON objects keyed by ``type``; binary frames are little-endian int16 mono PCM
+at 16 kHz for the utterance that is currently open.
+
+Client -> worker: :class:`Hello`, :class:`Start`, audio (``bytes``), :class:`End`,
+:class:`Bye`. Worker -> client: :class:`Ready`, :class:`Partial`,
+:class:`Caption` (``type: final``), :class:`Error`.
+
+Close codes (WebSocket close frames sent by the worker):
+
+=====  ==========================  =============================================
+code   name                        meaning
+=====  ==========================  =============================================
+1000   CLOSE_NORMAL                ``bye`` handled, every owed final delivered
+1001   CLOSE_GOING_AWAY            worker shutting down; finals owed were sent
+4000   CLOSE_PROTOCOL_ERROR        malformed frame or message out of order
+4001   CLOSE_UNSUPPORTED_VERSION   ``hello.protocol`` is not 1
+4002   CLOSE_FRAME_TOO_LARGE       text or audio frame over its size limit
+4003   CLOSE_UTTERANCE_TOO_LONG    utterance audio over ``max_utterance_s``
+4004   CLOSE_RATE_LIMITED          audio faster than real time, or too many messages
+4005   CLOSE_IDLE                  nothing received for too long
+4006   CLOSE_TOO_MANY_STREAMS      concurrent streams per key exceeded
+4007   CLOSE_KEY_REVOKED           the key of this stream was revoked
+4008   CLOSE_ENGINE_FAILURE        the ASR engine failed; reconnect and resend
+4009   CLOSE_OVERLOADED            too much audio queued on this connection
+=====  ==========================  =============================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Union
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "SAMPLE_RATE",
+    "MAX_AUDIO_FRAME_BYTES",
+    "MAX_TEXT_FRAME_BYTES",
+    "MAX_SESSION_NAME",
+    "CLOSE_NORMAL",
+    "CLOSE_GOING_AWAY",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_UNSUPPORTED_VERSION",
+    "CLOSE_FRAME_TOO_LARGE",
+    "CLOSE_UTTERANCE_TOO_LONG",
+    "CLOSE_RATE_LIMITED",
+    "CLOSE_IDLE",
+    "CLOSE_TOO_MANY_STREAMS",
+    "CLOSE_KEY_REVOKED",
+    "CLOSE_ENGINE_FAILURE",
+    "CLOSE_OVERLOADED",
+    "CLOSE_REASONS",
+    "ProtocolError",
+    "Hello",
+    "Ready",
+    "Start",
+    "End",
+    "Bye",
+    "Partial",
+    "Caption",
+    "Error",
+    "Message",
+    "encode",
+    "decode",
+    "decode_client",
+    "decode_worker",
+    "check_audio",
+    "caption_from_dict",
+]
+
+PROTOCOL_VERSION = 1
+SAMPLE_RATE = 16_000
+#: One second of int16 mono audio at 16 kHz.
+MAX_AUDIO_FRAME_BYTES = 32_000
+#: Upper bound of any JSON text frame; a final of a 30 s utterance fits easily.
+MAX_TEXT_FRAME_BYTES = 64 * 1024
+MAX_SESSION_NAME = 128
+MAX_LANGUAGE = 16
+MAX_CODE = 64
+MAX_EVENTS = 16
+#: Utterance numbers and times beyond these are nonsense, not lectures.
+MAX_UTT = 2**53
+MAX_TIME_S = 10 * 24 * 3600.0
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 4000
+CLOSE_UNSUPPORTED_VERSION = 4001
+CLOSE_FRAME_TOO_LARGE = 4002
+CLOSE_UTTERANCE_TOO_LONG = 4003
+CLOSE_RATE_LIMITED = 4004
+CLOSE_IDLE = 4005
+CLOSE_TOO_MANY_STREAMS = 4006
+CLOSE_KEY_REVOKED = 4007
+CLOSE_ENGINE_FAILURE = 4008
+CLOSE_OVERLOADED = 4009
+
+CLOSE_REASONS = {
+    CLOSE_NORMAL: "bye",
+    CLOSE_GOING_AWAY: "worker shutting down",
+    CLOSE_PROTOCOL_ERROR: "protocol error",
+    CLOSE_UNSUPPORTED_VERSION: "unsupported protocol version",
+    CLOSE_FRAME_TOO_LARGE: "frame too large",
+    CLOSE_UTTERANCE_TOO_LONG: "utterance too long",
+    CLOSE_RATE_LIMITED: "rate limited",
+    CLOSE_IDLE: "idle timeout",
+    CLOSE_TOO_MANY_STREAMS: "too many streams for this key",
+    CLOSE_KEY_REVOKED: "key revoked",
+    CLOSE_ENGINE_FAILURE: "engine failure",
+    CLOSE_OVERLOADED: "overloaded",
+}
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid v1 message.
+
+    Attributes:
+        code: short machine-readable reason, sent back in an ``error`` message.
+        close_code: the WebSocket close code to use when the error is fatal.
+    """
+
+    def __init__(self, message: str, code: str = "bad_message", close_code: int = CLOSE_PROTOCOL_ERROR):
+        super().__init__(message)
+        self.code = code
+        self.close_code = close_code
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Client greeting: opens (or resumes) a session."""
+
+    session: str
+    protocol: int = PROTOCOL_VERSION
+    sample_rate: int = SAMPLE_RATE
+    language: str = "auto"
+    type: str = field(default="hello", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Worker answer to :class:`Hello`."""
+
+    engine: str
+    model: str
+    max_utterance_s: float
+    protocol: int = PROTOCOL_VERSION
+    type: str = field(default="ready", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Opens utterance ``utt``, which began ``t`` seconds after the session began."""
+
+    utt: int
+    t: float
+    type: str = field(default="start", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class End:
+    """Closes utterance ``utt``; the worker owes exactly one final for it."""
+
+    utt: int
+    type: str = field(default="end", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Bye:
+    """Client is done: the worker sends the finals still owed, then closes 1000."""
+
+    type: str = field(default="bye", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Provisional text of an utterance that is open or queued."""
+
+    utt: int
+    text: str
+    type: str = field(default="partial", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Caption:
+    """The final caption of one utterance (wire ``type: final``); also the journal line.
+
+    Attributes:
+        utt: utterance number, increasing within a session.
+        start: seconds since the session began when the utterance started.
+        end: seconds since the session began when it ended.
+        text: clean caption text (no engine tags, no emoji).
+        lang: detected or requested language code ("en", "zh", ...).
+        emotion: speaker emotion label where the engine gives one ("NEUTRAL", ...).
+        events: audio events heard in the utterance ("BGM", "Laughter", ...).
+    """
+
+    utt: int
+    start: float
+    end: float
+    text: str
+    lang: str = ""
+    emotion: str = ""
+    events: tuple[str, ...] = ()
+    final: bool = field(default=True, repr=False)
+
+    @property
+    def type(self) -> str:
+        return "final"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of this caption (wire and journal form)."""
+        return {
+            "type": "final",
+            "utt": self.utt,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "text": self.text,
+            "lang": self.lang,
+            "emotion": self.emotion,
+            "events": list(self.events),
+        }
+
+
+@dataclass(frozen=True)
+class Error:
+    """Worker complaint about a message; fatal ones are followed by a close."""
+
+    code: str
+    message: str
+    type: str = field(default="error", init=False, repr=False)
+
+
+Message = Union[Hello, Ready, Start, End, Bye, Partial, Caption, Error]
+
+_CLIENT_TYPES = frozenset({"hello", "start", "end", "bye"})
+_WORKER_TYPES = frozenset({"ready", "partial", "final", "error"})
+
+
+def encode(message: Message | bytes) -> str | bytes:
+    """Encode a message as a text frame (JSON) or pass audio through as bytes."""
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        data = bytes(message)
+        check_audio(data)
+        return data
+    if isinstance(message, Caption):
+        payload = message.to_dict()
+    else:
+        payload = asdict(message)
+        payload = {"type": payload.pop("type"), **payload}
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def check_audio(data: bytes) -> None:
+    """Raise :class:`ProtocolError` unless ``data`` is a valid audio frame."""
+    if len(data) > MAX_AUDIO_FRAME_BYTES:
+        raise ProtocolError(
+            f"audio frame of {len(data)} bytes is over the limit of {MAX_AUDIO_FRAME_BYTES} (1 s)",
+            code="frame_too_large",
+            close_code=CLOSE_FRAME_TOO_LARGE,
+        )
+    if len(data) % 2:
+        raise ProtocolError(
+            f"audio frame of {len(data)} bytes is not whole int16 samples",
+            code="odd_audio_frame",
+        )
+
+
+def decode(frame: str | bytes, *, allowed: frozenset[str] | None = None) -> Message | bytes:
+    """Decode one frame. Binary frames come back as ``bytes`` after validation.
+
+    Raises:
+        ProtocolError: for anything that is not a valid v1 message.
+    """
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        data = bytes(frame)
+        check_audio(data)
+        return data
+    if not isinstance(frame, str):
+        raise ProtocolError(f"frame of type {type(frame).__name__} is neither text nor bytes")
+    if len(frame) > MAX_TEXT_FRAME_BYTES:
+        raise ProtocolError(
+            f"text frame of {len(frame)} characters is over the limit of {MAX_TEXT_FRAME_BYTES}",
+            code="frame_too_large",
+            close_code=CLOSE_FRAME_TOO_LARGE,
+        )
+    try:
+        obj = json.loads(frame)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"text frame is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("text frame must be a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("message has no string field 'type'")
+    if allowed is not None and kind not in allowed:
+        raise ProtocolError(f"unexpected message type {kind!r}", code="unexpected_type")
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise ProtocolError(f"unknown message type {kind!r}", code="unknown_type")
+    return parser(obj)
+
+
+def decode_client(frame: str | bytes) -> Message | bytes:
+    """Decode a frame the worker received: only client messages and audio are valid."""
+    return decode(frame, allowed=_CLIENT_TYPES)
+
+
+def decode_worker(frame: str | bytes) -> Message:
+    """Decode a frame the client received: only worker messages are valid."""
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        raise ProtocolError("the worker never sends binary frames")
+    msg = decode(frame, allowed=_WORKER_TYPES)
+    assert not isinstance(msg, bytes)
+    return msg
+
+
+# -- field readers ---------------------------------------------------------
+
+
+def _int(obj: dict, key: str, lo: int = 0, hi: int = MAX_UTT, default: Any = ...) -> int:
+    if key not in obj:
+        if default is ...:
+            raise ProtocolError(f"{obj.get('type')} message lacks field {key!r}", code="missing_field")
+        return default
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(f"field {key!r} must be an integer", code="bad_field")
+    if not lo <= value <= hi:
+        raise ProtocolError(f"field {key!r}={value} is outside {lo}..{hi}", code="bad_field")
+    return value
+
+
+def _float(obj: dict, key: str, lo: float = 0.0, hi: float = MAX_TIME_S) -> float:
+    if key not in obj:
+        raise ProtocolError(f"{obj.get('type')} message lacks field {key!r}", code="missing_field")
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProtocolError(f"field {key!r} must be a number", code="bad_field")
+    value = float(value)
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ProtocolError(f"field {key!r}={value} is outside {lo}..{hi}", code="bad_field")
+    return value
+
+
+def _str(obj: dict, key: str, max_len: int = MAX_TEXT_FRAME_BYTES, default: Any = ...) -> str:
+    if key not in obj:
+        if default is ...:
+            raise ProtocolError(f"{obj.get('type')} message lacks field {key!r}", code="missing_field")
+        return default
+    value = obj[key]
+    if not isinstance(value, str):
+        raise ProtocolError(f"field {key!r} must be a string", code="bad_field")
+    if len(value) > max_len:
+        raise ProtocolError(f"field {key!r} is longer than {max_len} characters", code="bad_field")
+    return value
+
+
+def _session_name(obj: dict) -> str:
+    name = _str(obj, "session", MAX_SESSION_NAME)
+    if not name or not all(c.isalnum() or c in "-_.:" for c in name) or name.startswith("."):
+        raise ProtocolError(
+            "field 'session' must be 1-128 letters, digits, '-', '_', '.', ':' (not starting with '.')",
+            code="bad_field",
+        )
+    return name
+
+
+def _parse_hello(obj: dict) -> Hello:
+    version = _int(obj, "protocol", 0, 1_000_000)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol {version} is not supported; this worker speaks {PROTOCOL_VERSION}",
+            code="unsupported_version",
+            close_code=CLOSE_UNSUPPORTED_VERSION,
+        )
+    rate = _int(obj, "sample_rate", 1, 1_000_000, default=SAMPLE_RATE)
+    if rate != SAMPLE_RATE:
+        raise ProtocolError(f"sample_rate must be {SAMPLE_RATE}, got {rate}", code="bad_field")
+    language = _str(obj, "language", MAX_LANGUAGE, default="auto") or "auto"
+    return Hello(session=_session_name(obj), protocol=version, sample_rate=rate, language=language)
+
+
+def _parse_ready(obj: dict) -> Ready:
+    version = _int(obj, "protocol", 0, 1_000_000)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"worker speaks protocol {version}, this client speaks {PROTOCOL_VERSION}",
+            code="unsupported_version",
+            close_code=CLOSE_UNSUPPORTED_VERSION,
+        )
+    return Ready(
+        engine=_str(obj, "engine", 256),
+        model=_str(obj, "model", 4096),
+        max_utterance_s=_float(obj, "max_utterance_s", 0.0, 3600.0),
+        protocol=version,
+    )
+
+
+def _parse_events(obj: dict) -> tuple[str, ...]:
+    events = obj.get("events", [])
+    if not isinstance(events, list) or len(events) > MAX_EVENTS:
+        raise ProtocolError(f"field 'events' must be a list of at most {MAX_EVENTS} strings", code="bad_field")
+    if not all(isinstance(e, str) and len(e) <= MAX_CODE for e in events):
+        raise ProtocolError("field 'events' must hold short strings", code="bad_field")
+    return tuple(events)
+
+
+def _parse_final(obj: dict) -> Caption:
+    start = _float(obj, "start")
+    end = _float(obj, "end")
+    if end < start:
+        raise ProtocolError(f"final ends ({end}) before it starts ({start})", code="bad_field")
+    return Caption(
+        utt=_int(obj, "utt"),
+        start=start,
+        end=end,
+        text=_str(obj, "text"),
+        lang=_str(obj, "lang", MAX_LANGUAGE, default=""),
+        emotion=_str(obj, "emotion", MAX_CODE, default=""),
+        events=_parse_events(obj),
+    )
+
+
+_PARSERS = {
+    "hello": _parse_hello,
+    "ready": _parse_ready,
+    "start": lambda o: Start(utt=_int(o, "utt"), t=_float(o, "t")),
+    "end": lambda o: End(utt=_int(o, "utt")),
+    "bye": lambda o: Bye(),
+    "partial": lambda o: Partial(utt=_int(o, "utt"), text=_str(o, "text")),
+    "final": _parse_final,
+    "error": lambda o: Error(code=_str(o, "code", MAX_CODE), message=_str(o, "message", 4096)),
+}
+
+
+def caption_from_dict(obj: dict) -> Caption:
+    """Read a journal line's object (``type`` optional) as a :class:`Caption`."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("caption must be a JSON object")
+    return _parse_final({"type": "final", **obj})
+

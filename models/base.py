@@ -1,0 +1,131 @@
+"""The ASR engine interface shared by every engine."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "SAMPLE_RATE",
+    "Transcript",
+    "EngineOptions",
+    "Engine",
+    "EngineError",
+    "ModelNotFoundError",
+    "UnknownEngineError",
+    "as_float32",
+]
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What an engine returns for one piece of audio.
+
+    Attributes:
+        text: clean caption text, without engine tags or emoji.
+        lang: language code the engine detected or was told ("en", "zh", ...).
+        emotion: emotion label where the engine gives one ("NEUTRAL", "HAPPY", ...).
+        events: audio events such as ``("BGM", "Laughter")``.
+    """
+
+    text: str
+    lang: str = ""
+    emotion: str = ""
+    events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to build an engine.
+
+    Attributes:
+        model: hub id, model name or local directory; ``None`` for the engine's default.
+        device: ``auto`` (CUDA when torch sees a GPU, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``fp32``, ``fp16`` (GPU) or ``int8`` (CPU fast path where the engine has one).
+        threads: CPU threads for inference; ``None`` leaves the library default.
+        itn: inverse text normalisation ("twenty one" -> "21") where the engine supports it.
+    """
+
+    model: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int | None = None
+    itn: bool = True
+
+
+class EngineError(RuntimeError):
+    """An engine could not be built or failed on audio."""
+
+
+class ModelNotFoundError(EngineError):
+    """The model directory or hub id could not be resolved; the message says what to do."""
+
+
+class UnknownEngineError(EngineError, KeyError):
+    """No engine of that name is registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def as_float32(audio: np.ndarray) -> np.ndarray:
+    """Mono 16 kHz audio as float32 in [-1, 1], whatever numeric type it came in."""
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise EngineError(f"audio must be mono (1-D), got shape {audio.shape}")
+    if audio.dtype == np.int16:
+        return audio.astype(np.float32) / 32768.0
+    if audio.dtype == np.float32:
+        return audio
+    if np.issubdtype(audio.dtype, np.floating):
+        return audio.astype(np.float32)
+    raise EngineError(f"audio must be int16 or float, got {audio.dtype}")
+
+
+class Engine(abc.ABC):
+    """An ASR engine: a batch of 16 kHz mono clips in, one :class:`Transcript` each out.
+
+    Engines are built by :func:`models.registry.create_engine`, loaded once with
+    :meth:`load`, and then called from a single thread at a time (the worker's
+    scheduler owns the engine), so implementations need no locking.
+    """
+
+    #: registry name, e.g. ``"sensevoice"``
+    name: str = ""
+
+    def __init__(self, options: EngineOptions | None = None):
+        self.options = options or EngineOptions()
+
+    @property
+    def model_ref(self) -> str:
+        """The model id or directory this engine loads (for ``ready`` and logs)."""
+        return self.options.model or self.default_model()
+
+    @classmethod
+    def default_model(cls) -> str:
+        """Where the engine loads its model from when none is given."""
+        return ""
+
+    @classmethod
+    def describe(cls, model: str | None = None) -> str:
+        """One line for ``notsound models``: where this engine would load from."""
+        return model or cls.default_model()
+
+    def load(self) -> None:  # noqa: B027 - optional hook
+        """Load weights; may be slow. Called once before the first :meth:`transcribe`."""
+
+    def warmup(self) -> None:
+        """Run one short clip through the model so the first caption is not slow."""
+        self.transcribe([np.zeros(SAMPLE_RATE // 2, dtype=np.float32)], "auto")
+
+    @abc.abstractmethod
+    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto") -> list[Transcript]:
+        """Transcribe every clip of ``batch`` (int16 or float32, 16 kHz mono)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free the model."""

@@ -1,0 +1,84 @@
+"""A deterministic engine with no weights, for tests of everything above the engine.
+
+The text of a clip is derived from its samples, so the same audio always gives
+the same caption and different audio (almost) always a different one::
+
+    "fake 1a2b3c4d 2.50s"   # crc32 of the int16 samples, then the duration
+
+Options go in the model string as ``key=value`` pairs separated by commas:
+
+- ``rtf=0.1``: sleep 0.1 s per second of audio in a batch (a slow engine);
+- ``per_call=0.05``: sleep 0.05 s per call whatever the batch (fixed overhead,
+  which is what makes batching pay off on real engines);
+- ``fail=1``: raise :class:`~models.base.EngineError` on every call.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from .base import SAMPLE_RATE, Engine, EngineError, EngineOptions, Transcript
+
+__all__ = ["FakeEngine", "fake_text"]
+
+
+def _int16(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.dtype == np.int16:
+        return audio
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def fake_text(audio: np.ndarray) -> str:
+    """The caption the fake engine gives ``audio``."""
+    pcm = _int16(audio)
+    return f"fake {zlib.crc32(pcm.tobytes()):08x} {len(pcm) / SAMPLE_RATE:.2f}s"
+
+
+class FakeEngine(Engine):
+    name = "fake"
+
+    def __init__(self, options: EngineOptions | None = None):
+        super().__init__(options)
+        self.rtf = 0.0
+        self.per_call = 0.0
+        self.fail = False
+        #: batch size of every call so far (tests read it to see batching)
+        self.calls: list[int] = []
+        for item in filter(None, (self.options.model or "").split(",")):
+            key, sep, value = item.partition("=")
+            try:
+                if key == "rtf" and sep:
+                    self.rtf = float(value)
+                elif key == "per_call" and sep:
+                    self.per_call = float(value)
+                elif key == "fail" and sep:
+                    self.fail = value not in ("0", "false", "")
+                else:
+                    raise ValueError(item)
+            except ValueError:
+                raise EngineError(
+                    f"fake engine option {item!r} not understood; use rtf=S, per_call=S or fail=1"
+                ) from None
+
+    @classmethod
+    def default_model(cls) -> str:
+        return "(no weights)"
+
+    def warmup(self) -> None:
+        """Nothing to warm up."""
+
+    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto") -> list[Transcript]:
+        self.calls.append(len(batch))
+        if self.fail:
+            raise EngineError("fake engine told to fail")
+        seconds = sum(len(a) for a in batch) / SAMPLE_RATE
+        delay = self.per_call + self.rtf * seconds
+        if delay > 0:
+            time.sleep(delay)
+        lang = "en" if language in ("", "auto") else language
+        return [Transcript(text=fake_text(a), lang=lang, emotion="NEUTRAL") for a in batch]

@@ -1,0 +1,1 @@
+"""Rolling notes and the final summary through any OpenAI-compatible LLM."""

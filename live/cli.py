@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, build_settings, load_toml
@@ -30,8 +31,8 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+def _setup_logging(verbose: int, quiet: bool, default: int = logging.WARNING) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO if verbose else default
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # Third-party chatter only when asked for.
     for noisy in ("websockets", "httpx", "openai", "modelscope", "funasr", "jieba", "faster_whisper"):
@@ -49,10 +50,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_serve)
 
 
-def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+def _add_engine_flags(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
     p.add_argument("--engine", help="ASR engine: sensevoice (default), whisper or fake")
     p.add_argument("--model", help="hub id, model name or local model directory")
-    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument(device_flag, dest="engine_device", help="engine device: auto (default), cpu, cuda or cuda:N")
     p.add_argument("--precision", help="fp32 (default), fp16 (GPU) or int8 (CPU fast path)")
     p.add_argument("--threads", type=int, help="CPU threads for the engine")
     p.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
@@ -63,7 +64,8 @@ def _worker_settings(args: argparse.Namespace, toml: dict, **overrides):
     from .server import WorkerSettings
 
     flags = {name: getattr(args, name, None) for name in (
-        "host", "port", "engine", "model", "device", "precision", "threads", "warmup")}
+        "host", "port", "engine", "model", "precision", "threads", "warmup")}
+    flags["device"] = getattr(args, "engine_device", None)
     flags.update(overrides)
     return build_settings(WorkerSettings, "worker", toml=toml, flags=flags)
 
@@ -102,10 +104,85 @@ def _cmd_models(args: argparse.Namespace, toml: dict) -> int:
     return EXIT_OK
 
 
+# -- live --------------------------------------------------------------------
+
+
+def _add_live(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("live", help="caption the microphone or a file live, journal it, keep notes")
+    p.add_argument("--server", help="worker URL (ws:// or wss://); default: embedded worker")
+    p.add_argument("--key-file", type=Path, help="file with the worker's API key (or set NOTSOUND_KEY)")
+    p.add_argument("--ca", dest="ca_file", type=Path, help="CA bundle for a wss:// worker")
+    p.add_argument("--input", type=Path, help="audio or video file instead of the microphone")
+    p.add_argument("--fast", action="store_true", default=None,
+                   help="with --input: as fast as the worker takes it, not real time")
+    p.add_argument("--device", help="input device: name (substring) or index; see `notsound devices`")
+    p.add_argument("--session", help="session name (default YYYY-MM-DD_HHMM); same name resumes")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--language", help="auto (default), en, zh, yue, ja, ko ...")
+    p.add_argument("--events", type=Path, help="write every partial and final to FILE (JSON lines)")
+    p.add_argument("--plain", action="store_true", default=None, help="print finals line by line")
+    p.add_argument("--no-notes", dest="notes", action="store_false", default=None,
+                   help="do not keep notes.md during the lecture")
+    _add_engine_flags(p, device_flag="--engine-device")
+    p.set_defaults(func=_cmd_live)
+
+
+def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
+    from .app import LiveSettings, run_live
+
+    flags = {name: getattr(args, name, None) for name in (
+        "server", "key_file", "ca_file", "input", "fast", "device", "session", "out",
+        "language", "events", "plain", "notes")}
+    settings = build_settings(LiveSettings, "live", toml=toml, flags=flags)
+    if settings.fast and settings.input is None:
+        raise CommandError("--fast needs --input FILE", EXIT_USAGE)
+    if settings.input is not None and not settings.input.is_file():
+        raise CommandError(f"input file {settings.input} not found", EXIT_USAGE)
+    worker = _worker_settings(args, toml, host="127.0.0.1", port=0)
+    notes = _notes_runner(settings, toml)
+    result = asyncio.run(run_live(settings, worker, notes=notes))
+    print(f"session folder: {result.session_dir}  ({result.finals} new captions"
+          + (f", {result.owed} still owed: run the same session again to send them" if result.owed else "")
+          + ")", file=sys.stderr)
+    return EXIT_OK
+
+
+def _notes_runner(settings, toml: dict):
+    """The notes task for ``live``, or None when notes are off."""
+    return None
+
+
+# -- devices -----------------------------------------------------------------
+
+
+def _add_devices(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="list audio input devices")
+    p.set_defaults(func=_cmd_devices)
+
+
+def _cmd_devices(args: argparse.Namespace, toml: dict) -> int:
+    from capture.sources import CaptureError, list_input_devices
+
+    try:
+        devices = list_input_devices()
+    except CaptureError as exc:
+        raise CommandError(str(exc)) from None
+    if not devices:
+        print("no input devices found")
+        return EXIT_ERROR
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        print(f"{mark} {d.index:>3}  {d.name}  ({d.channels} ch, {d.default_samplerate:g} Hz)")
+    print("\n* default; choose with notsound live --device NAME_OR_INDEX")
+    return EXIT_OK
+
+
 # -- wiring ------------------------------------------------------------------
 
 #: subcommand builders in the order ``notsound --help`` lists them
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_models]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_live, _add_serve, _add_devices, _add_models,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    _setup_logging(args.verbose, args.quiet)
+    _setup_logging(args.verbose, args.quiet, logging.INFO if args.command == "serve" else logging.WARNING)
     try:
         return args.func(args, load_toml())
     except (ConfigError, CommandError) as exc:

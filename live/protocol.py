@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -234,7 +234,7 @@ class Error:
     type: str = field(default="error", init=False, repr=False)
 
 
-Message = Union[Hello, Ready, Start, End, Bye, Partial, Caption, Error]
+Message = Hello | Ready | Start | End | Bye | Partial | Caption | Error
 
 _CLIENT_TYPES = frozenset({"hello", "start", "end", "bye"})
 _WORKER_TYPES = frozenset({"ready", "partial", "final", "error"})

@@ -1,0 +1,48 @@
+# 404NotSound. `make demo` captions a sample lecture; `make test` runs the tests.
+# Both install what they need first (system packages when run as root, the venv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-deps
+TORCH_CPU := torch==2.13.0
+DEMO_DIR := build/demo
+
+.PHONY: install system-deps test demo bench bench-notes lint clean
+
+install: $(STAMP) $(SYSTEM_STAMP)
+
+$(SYSTEM_STAMP): scripts/system-deps.sh
+	@scripts/system-deps.sh
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@# CPU build of torch first where this machine has it; elsewhere pip picks torch from pyproject.
+	@$(PY) -m pip install -q "$(TORCH_CPU)" || echo "note: $(TORCH_CPU) not available here; using pyproject's torch range"
+	$(PY) -m pip install -q -e '.[whisper,dev]'
+	@touch $@
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check live capture models summarizer tests bench
+
+$(DEMO_DIR)/lecture.flac: scripts/make-sample.sh | install
+	@scripts/make-sample.sh $@
+
+demo: install $(DEMO_DIR)/lecture.flac
+	$(VENV)/bin/notsound live --input $(DEMO_DIR)/lecture.flac --engine whisper \
+		--out $(DEMO_DIR)/lectures --session demo-$$(date +%Y%m%d-%H%M%S)
+
+bench: install
+	$(PY) bench/run.py
+
+bench-notes: install
+	$(PY) bench/notes_bench.py
+
+clean:
+	rm -rf build bench/out .pytest_cache

@@ -1,0 +1,328 @@
+"""The streaming client of protocol v1, with reconnect and resend.
+
+Every utterance is kept (in memory, and on disk through :class:`~capture.spool.Spool`)
+until its final arrives. After a dropped connection the client reconnects with
+exponential backoff and jitter, says ``hello`` again and re-sends every
+utterance still owed a final, with the same numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from live.protocol import (
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UNSUPPORTED_VERSION,
+    MAX_AUDIO_FRAME_BYTES,
+    Bye,
+    Caption,
+    End,
+    Error,
+    Hello,
+    Partial,
+    ProtocolError,
+    Ready,
+    Start,
+    decode_worker,
+    encode,
+)
+
+__all__ = ["ClientOptions", "ClientError", "AuthError", "StreamClient"]
+
+log = logging.getLogger(__name__)
+
+FRAME_SAMPLES = MAX_AUDIO_FRAME_BYTES // 2
+#: close codes after which reconnecting cannot help
+FATAL_CLOSES = frozenset({CLOSE_PROTOCOL_ERROR, CLOSE_UNSUPPORTED_VERSION})
+
+
+class ClientError(Exception):
+    """The worker cannot be used (bad URL, refused key, incompatible protocol)."""
+
+
+class AuthError(ClientError):
+    """The worker refused the key (HTTP 401/403)."""
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Where and how to stream.
+
+    Attributes:
+        url: ``ws://`` or ``wss://`` URL of the worker's ``/v1/stream``.
+        session: session name sent in ``hello``.
+        key: API key, sent as ``Authorization: Bearer`` (never in the URL).
+        language: ``auto`` or a language code.
+        ca_file: CA bundle to verify a ``wss://`` worker; system store when None.
+        backoff_initial_s / backoff_max_s: reconnect delays (doubling, with jitter).
+        open_timeout_s: how long one connection attempt may take.
+    """
+
+    url: str
+    session: str
+    key: str | None = None
+    language: str = "auto"
+    ca_file: Path | None = None
+    backoff_initial_s: float = 0.3
+    backoff_max_s: float = 8.0
+    open_timeout_s: float = 10.0
+
+
+@dataclass
+class _Pending:
+    utt: int
+    start: float
+    chunks: list[np.ndarray] = field(default_factory=list)
+    ended: bool = False
+    ended_at: float | None = None  # monotonic time the end was known
+
+
+@dataclass
+class ClientStats:
+    connects: int = 0
+    reconnects: int = 0
+    resent_utterances: int = 0
+    finals: int = 0
+    duplicate_finals: int = 0
+
+
+class StreamClient:
+    """Feeds utterances to the worker and hands back partials and finals.
+
+    Producers call :meth:`start_utterance`, :meth:`add_audio` and
+    :meth:`end_utterance` (never blocking); :meth:`run` keeps a connection up
+    and streams whatever is pending. ``on_final`` must journal the caption
+    before returning: the audio is dropped right after it.
+    """
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        on_final: Callable[[Caption, _Pending | None], None],
+        on_partial: Callable[[Partial], None] = lambda p: None,
+        on_state: Callable[[str, str], None] = lambda state, detail: None,
+    ):
+        self.options = options
+        self.on_final = on_final
+        self.on_partial = on_partial
+        self.on_state = on_state
+        self.pending: dict[int, _Pending] = {}
+        self.stats = ClientStats()
+        self.ready: Ready | None = None
+        self._changed = asyncio.Event()  # new audio, an end, or a final: the sender looks again
+        self._progress = asyncio.Event()  # a final arrived: backpressure waiters look again
+        self._settled = asyncio.Event()  # set whenever nothing is pending
+        self._settled.set()
+        self._closing = False
+
+    # -- producer side -------------------------------------------------------
+
+    def start_utterance(self, utt: int, start: float) -> None:
+        self.pending[utt] = _Pending(utt, start)
+        self._settled.clear()
+        self._changed.set()
+
+    def add_audio(self, utt: int, pcm: np.ndarray) -> None:
+        item = self.pending.get(utt)
+        if item is not None and len(pcm):
+            item.chunks.append(np.asarray(pcm, dtype=np.int16))
+            self._changed.set()
+
+    def end_utterance(self, utt: int) -> None:
+        item = self.pending.get(utt)
+        if item is not None:
+            item.ended = True
+            item.ended_at = time.monotonic()
+            self._changed.set()
+
+    def resend(self, utt: int, start: float, pcm: np.ndarray) -> None:
+        """Queue a whole utterance recovered from an earlier run."""
+        self.start_utterance(utt, start)
+        self.add_audio(utt, pcm)
+        self.end_utterance(utt)
+
+    @property
+    def owed(self) -> int:
+        return sum(1 for p in self.pending.values() if p.ended)
+
+    async def wait_settled(self, timeout: float | None) -> bool:
+        """Wait until every ended utterance has its final; False on timeout."""
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def wait_below(self, owed: int) -> None:
+        """Backpressure for fast sources: wait while ``owed`` or more finals are missing."""
+        while self.owed >= owed:
+            self._progress.clear()
+            await self._progress.wait()
+
+    # -- connection ----------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.options.url.startswith("wss://"):
+            return None
+        return ssl.create_default_context(cafile=str(self.options.ca_file) if self.options.ca_file else None)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected, stream, reconnect, until ``stop`` is set and nothing is owed."""
+        headers = {"Authorization": f"Bearer {self.options.key}"} if self.options.key else None
+        attempt = 0
+        while not (stop.is_set() and self._settled.is_set()):
+            self.on_state("connecting" if attempt == 0 else "reconnecting", f"attempt {attempt + 1}")
+            try:
+                async with connect(
+                    self.options.url,
+                    additional_headers=headers,
+                    compression=None,
+                    open_timeout=self.options.open_timeout_s,
+                    ssl=self._ssl_context(),
+                    max_size=2**20,
+                    user_agent_header="notsound-capture",
+                ) as ws:
+                    attempt = 0
+                    await self._session(ws, stop)
+                    return
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in (401, 403):
+                    raise AuthError(f"worker refused the key (HTTP {status}): check --key-file / NOTSOUND_KEY") from None
+                log.warning("worker answered HTTP %d; retrying", status)
+            except InvalidURI as exc:
+                raise ClientError(f"bad worker URL {self.options.url!r}: {exc}") from None
+            except ssl.SSLCertVerificationError as exc:
+                raise ClientError(f"TLS certificate of {self.options.url} not trusted: {exc.verify_message}; "
+                                  "pass --ca FILE for a private CA") from None
+            except (OSError, InvalidHandshake, ConnectionClosed, asyncio.TimeoutError) as exc:
+                log.info("connection to %s lost or refused: %s", self.options.url, exc)
+            except _FatalClose as exc:
+                raise ClientError(str(exc)) from None
+            attempt += 1
+            self.stats.reconnects += 1
+            delay = min(self.options.backoff_max_s, self.options.backoff_initial_s * 2 ** min(attempt - 1, 10))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _session(self, ws: ClientConnection, stop: asyncio.Event) -> None:
+        await ws.send(encode(Hello(session=self.options.session, language=self.options.language)))
+        first = decode_worker(await asyncio.wait_for(ws.recv(), self.options.open_timeout_s))
+        if isinstance(first, Error):
+            raise _FatalClose(f"worker refused the stream: {first.message}")
+        if not isinstance(first, Ready):
+            raise _FatalClose(f"worker answered {first.type} to hello")
+        self.ready = first
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            self.stats.resent_utterances += len(self.pending)
+        self.on_state("live", f"{first.engine} {first.model}")
+        receiver = asyncio.create_task(self._receive(ws))
+        sender = asyncio.create_task(self._send(ws, stop))
+        try:
+            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise ConnectionClosed and friends
+            if sender in done:  # everything sent and settled: say bye, read the close
+                self.on_state("draining", "saying bye")
+                await ws.send(encode(Bye()))
+                await asyncio.wait_for(receiver, 10)
+        finally:
+            for task in (receiver, sender):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await task
+
+    async def _send(self, ws: ClientConnection, stop: asyncio.Event) -> None:
+        """Stream pending utterances in order; return once stopped and settled."""
+        sent: dict[int, list] = {}  # utt -> [chunks sent, end sent]
+        while True:
+            self._changed.clear()
+            for item in sorted(self.pending.values(), key=lambda p: p.utt):
+                if item.utt not in sent:
+                    sent[item.utt] = [0, False]
+                    await ws.send(encode(Start(utt=item.utt, t=item.start)))
+                state = sent[item.utt]
+                while state[0] < len(item.chunks):
+                    for frame in _frames(item.chunks[state[0]]):
+                        await ws.send(frame)
+                    state[0] += 1
+                if not item.ended:
+                    break  # one open utterance at a time
+                if not state[1]:
+                    state[1] = True
+                    await ws.send(encode(End(utt=item.utt)))
+            if stop.is_set() and self._settled.is_set():
+                return
+            if stop.is_set():
+                await self._changed.wait()
+            else:
+                await _wait_any(self._changed, stop)
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        try:
+            async for frame in ws:
+                try:
+                    msg = decode_worker(frame)
+                except ProtocolError as exc:
+                    log.warning("ignoring bad message from worker: %s", exc)
+                    continue
+                self._dispatch(msg)
+        except ConnectionClosed:
+            pass
+        code = ws.close_code
+        if code in FATAL_CLOSES:
+            raise _FatalClose(f"worker closed the stream ({code}: {ws.close_reason})")
+        if code != CLOSE_NORMAL or self.pending:
+            raise ConnectionClosed(ws.close_rcvd, ws.close_sent)
+
+    def _dispatch(self, msg: object) -> None:
+        if isinstance(msg, Caption):
+            item = self.pending.get(msg.utt)
+            if item is None or not item.ended:  # already journaled, or not ours to take
+                self.stats.duplicate_finals += 1
+                return
+            self.on_final(msg, item)
+            self.stats.finals += 1
+            del self.pending[msg.utt]
+            if not any(p.ended for p in self.pending.values()):
+                self._settled.set()
+            self._changed.set()
+            self._progress.set()
+        elif isinstance(msg, Partial):
+            if msg.utt in self.pending:
+                self.on_partial(msg)
+        elif isinstance(msg, Error):
+            log.warning("worker error %s: %s", msg.code, msg.message)
+
+
+class _FatalClose(Exception):
+    pass
+
+
+def _frames(pcm: np.ndarray):
+    data = np.asarray(pcm, dtype="<i2")
+    for i in range(0, len(data), FRAME_SAMPLES):
+        yield data[i:i + FRAME_SAMPLES].tobytes()
+
+
+async def _wait_any(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+

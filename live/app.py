@@ -1,0 +1,323 @@
+"""``notsound live``: microphone or file -> VAD -> worker -> terminal, journal and notes.
+
+Without ``--server`` an embedded worker runs in this process on loopback, so
+one command does everything on one laptop. Ctrl-C (or SIGTERM) ends the
+session cleanly: the open utterance is ended, owed finals are awaited for a
+bounded time and journaled; a second Ctrl-C quits at once. Audio still owed a
+final stays in the session's ``pending/`` folder and is sent again the next
+time the same session is started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from capture.client import ClientOptions, StreamClient
+from capture.journal import Journal, default_session_name, resolve_session_dir
+from capture.segmenter import Segmenter, UtteranceAudio, UtteranceEnded, UtteranceStarted
+from capture.spool import Spool
+from capture.vad import VadOptions
+
+from .protocol import Caption, Partial
+from .server import Worker, WorkerSettings
+from .view import CaptionView
+
+__all__ = ["LiveSettings", "LiveResult", "run_live", "read_key"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """``notsound live`` (TOML section ``[live]``).
+
+    Attributes:
+        server: worker URL (``ws://`` or ``wss://``); empty runs an embedded worker.
+        session: session name; empty for ``YYYY-MM-DD_HHMM``.
+        out: folder that holds the session folders.
+        language: ``auto`` or a language code for the engine.
+        input: audio or video file to caption instead of the microphone.
+        device: input device name (substring) or index; empty for the default.
+        fast: with ``input``, send audio as fast as the worker takes it.
+        events: file to write every partial and final to, one JSON object a line.
+        key_file: file holding the worker's API key (else ``NOTSOUND_KEY``).
+        ca_file: CA bundle for a ``wss://`` worker with a private certificate.
+        drain_timeout_s: at the end, how long to wait for owed finals.
+        max_owed: with ``fast``, how many finals may be owed before reading waits.
+        notes: keep ``notes.md`` current while captioning.
+        plain: print finals line by line even on a terminal.
+    """
+
+    server: str = ""
+    session: str = ""
+    out: Path = Path("lectures")
+    language: str = "auto"
+    input: Path | None = None
+    device: str = ""
+    fast: bool = False
+    events: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    drain_timeout_s: float = 30.0
+    max_owed: int = 8
+    notes: bool = True
+    plain: bool = False
+
+
+@dataclass
+class LiveResult:
+    session_dir: Path
+    finals: int = 0
+    owed: int = 0
+    latencies: list[float] = field(default_factory=list)
+    reconnects: int = 0
+    dropped_s: float = 0.0
+
+
+def read_key(key_file: Path | None, env: dict[str, str] | None = None) -> str | None:
+    """The worker key from a file (first line) or ``NOTSOUND_KEY``; never from a flag."""
+    env = dict(os.environ) if env is None else env
+    if key_file is not None:
+        try:
+            key = key_file.expanduser().read_text(encoding="utf-8").strip().splitlines()
+        except OSError as exc:
+            raise OSError(f"cannot read key file {key_file}: {exc.strerror}") from None
+        return key[0].strip() if key else None
+    return env.get("NOTSOUND_KEY") or None
+
+
+class _EventLog:
+    """``--events FILE``: every partial and final with seconds since the audio began."""
+
+    def __init__(self, path: Path | None, clock: Callable[[], float]):
+        self.clock = clock
+        self._fh = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def write(self, kind: str, utt: int, text: str, **extra: Any) -> None:
+        if self._fh is None:
+            return
+        row = {"t": round(self.clock(), 3), "type": kind, "utt": utt, "text": text, **extra}
+        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+class LiveRun:
+    """State of one ``notsound live`` run; :func:`run_live` drives it."""
+
+    def __init__(self, settings: LiveSettings, worker_settings: WorkerSettings,
+                 view: CaptionView | None = None, vad: VadOptions | None = None):
+        self.settings = settings
+        self.worker_settings = worker_settings
+        self.view = view or CaptionView(plain=settings.plain or None, clock=self.session_time)
+        self.vad = vad or VadOptions()
+        name = settings.session or default_session_name()
+        self.session_dir = resolve_session_dir(name, settings.out)
+        self.journal = Journal(self.session_dir)
+        self.spool = Spool(self.session_dir)
+        self.result = LiveResult(self.session_dir)
+        self.stop = asyncio.Event()
+        self.t0 = time.monotonic()  # monotonic time of audio position 0 (realtime sources)
+        self.offset = self.journal.last_end
+        self.events = _EventLog(settings.events, lambda: time.monotonic() - self.t0)
+        self.client: StreamClient | None = None
+        self.first_utt = self.journal.next_utt
+        self.position_s = 0.0  # seconds of audio read in this run
+
+    def session_time(self) -> float:
+        return self.offset + self.position_s
+
+    # -- callbacks from the client -----------------------------------------
+
+    def on_final(self, caption: Caption, pending: Any) -> None:
+        fresh = self.journal.append(caption)
+        self.spool.done(caption.utt)
+        if not fresh:
+            return
+        latency = self._latency(caption, pending)
+        if latency is not None:
+            self.result.latencies.append(latency)
+        self.result.finals += 1
+        self.events.write("final", caption.utt, caption.text, start=caption.start, end=caption.end)
+        self.view.on_final(caption, latency)
+
+    def on_partial(self, partial: Partial) -> None:
+        self.events.write("partial", partial.utt, partial.text)
+        self.view.on_partial(partial)
+
+    def _latency(self, caption: Caption, pending: Any) -> float | None:
+        """Seconds from the end of speech to now (realtime), or from the end's send (fast)."""
+        now = time.monotonic()
+        if self.settings.fast:
+            ended_at = getattr(pending, "ended_at", None)
+            return None if ended_at is None else now - ended_at
+        speech_end = caption.end - self.offset - self.vad.pad_s
+        return max(0.0, now - (self.t0 + speech_end))
+
+    # -- the audio pump ------------------------------------------------------
+
+    def _handle(self, event: Any) -> None:
+        assert self.client is not None
+        if isinstance(event, UtteranceStarted):
+            self.spool.start(event.utt, event.start)
+            self.client.start_utterance(event.utt, event.start)
+        elif isinstance(event, UtteranceAudio):
+            self.spool.audio(event.utt, event.pcm)
+            self.client.add_audio(event.utt, event.pcm)
+        elif isinstance(event, UtteranceEnded):
+            self.spool.end(event.utt, event.utterance.start)
+            self.client.end_utterance(event.utt)
+
+    async def pump(self, source: Any) -> None:
+        """Feed the source through the segmenter to the client until it ends or we stop."""
+        assert self.client is not None
+        segmenter = Segmenter(self.vad, first_utt=self.first_utt,
+                              time_offset=self.offset)
+        async with source:
+            self.t0 = time.monotonic()
+            async for block in source:
+                for event in segmenter.feed(block):
+                    self._handle(event)
+                self.position_s = segmenter.position_s
+                self.view.set_dropped(getattr(source, "dropped_seconds", 0.0))
+                self.result.dropped_s = getattr(source, "dropped_seconds", 0.0)
+                if self.stop.is_set():
+                    break
+                if self.settings.fast:
+                    await self.client.wait_below(self.settings.max_owed)
+        for event in segmenter.flush():
+            self._handle(event)
+
+    def close(self) -> None:
+        self.events.close()
+        self.spool.close()
+        self.journal.close()
+
+
+def _make_source(settings: LiveSettings) -> Any:
+    from capture.sources import FileSource, MicrophoneSource
+
+    if settings.input is not None:
+        return FileSource(settings.input, realtime=not settings.fast)
+    device: str | int | None = settings.device or None
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    return MicrophoneSource(device=device)
+
+
+def _install_signals(run: LiveRun, main: asyncio.Task) -> Callable[[], None]:
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            run.stop.set()
+            run.view.set_state("draining", "finishing captions; Ctrl-C again to quit now")
+        else:
+            main.cancel()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+    return lambda: [loop.remove_signal_handler(s) for s in installed]
+
+
+async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
+                   view: CaptionView | None = None,
+                   notes: Callable[[Path, asyncio.Event], Any] | None = None,
+                   source: Any = None) -> LiveResult:
+    """Caption until the input ends or a signal stops it; returns what happened."""
+    run = LiveRun(settings, worker_settings, view)
+    view = run.view
+    main = asyncio.current_task()
+    assert main is not None
+    remove_signals = _install_signals(run, main)
+    stack = contextlib.AsyncExitStack()
+    try:
+        with view:
+            url, key = settings.server, read_key(settings.key_file)
+            if not url:
+                worker = await stack.enter_async_context(Worker(worker_settings))
+                url = worker.url
+            run.journal.write_meta(session=run.session_dir.name, language=settings.language,
+                                   server=url if settings.server else "embedded",
+                                   started=run.journal.read_meta().get("started") or _now())
+            await _stream(run, url, key, source or _make_source(settings), notes)
+            run.journal.write_meta(ended=_now(), engine=_ready(run, "engine"), model=_ready(run, "model"))
+    finally:
+        remove_signals()
+        await stack.aclose()
+        run.close()
+    return run.result
+
+
+async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
+                  notes: Callable[[Path, asyncio.Event], Any] | None) -> None:
+    settings = run.settings
+    client = StreamClient(
+        ClientOptions(url=url, session=run.session_dir.name, key=key,
+                      language=settings.language, ca_file=settings.ca_file),
+        on_final=run.on_final, on_partial=run.on_partial,
+        on_state=run.view.set_state,
+    )
+    run.client = client
+    for item in run.spool.recover(run.journal.utts):
+        client.resend(item.utt, item.start, item.pcm)
+        run.offset = max(run.offset, item.start + len(item.pcm) / 16000)
+        run.first_utt = max(run.first_utt, item.utt + 1)
+    client_stop = asyncio.Event()
+    client_task = asyncio.create_task(client.run(client_stop))
+    notes_task = asyncio.create_task(notes(run.session_dir, run.stop)) if notes else None
+    try:
+        pump = asyncio.create_task(run.pump(source))
+        done, _ = await asyncio.wait({pump, client_task}, return_when=asyncio.FIRST_COMPLETED)
+        if client_task in done:  # refused key, bad URL...: nothing more can be sent
+            pump.cancel()
+            client_task.result()
+        await pump
+        client_stop.set()
+        run.view.set_state("draining", f"{client.owed} captions owed")
+        try:
+            await asyncio.wait_for(client_task, settings.drain_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("gave up waiting for %d finals; their audio stays in %s", client.owed,
+                        run.spool.directory)
+    finally:
+        run.stop.set()
+        client_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await client_task
+        if notes_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await notes_task
+        run.result.owed = client.owed
+        run.result.reconnects = client.stats.reconnects
+        run.view.set_state("closed", "")
+
+
+def _ready(run: LiveRun, attr: str) -> str | None:
+    ready = run.client.ready if run.client else None
+    return getattr(ready, attr) if ready else None
+
+
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+

@@ -1,0 +1,270 @@
+"""One WebSocket stream on the worker: protocol state, partial cadence, owed finals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from models import Engine, Transcript
+
+from .protocol import (
+    CLOSE_ENGINE_FAILURE,
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UTTERANCE_TOO_LONG,
+    MAX_TEXT_FRAME_BYTES,
+    SAMPLE_RATE,
+    Bye,
+    Caption,
+    End,
+    Error,
+    Hello,
+    Message,
+    Partial,
+    ProtocolError,
+    Ready,
+    Start,
+    decode_client,
+    encode,
+)
+from .scheduler import Scheduler
+
+__all__ = ["StreamLimits", "StreamSession"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Per-connection limits.
+
+    Attributes:
+        max_utterance_s: longest utterance accepted; longer closes with 4003.
+        max_frame_bytes: largest frame of any kind (text frames are also
+            bounded by the protocol's own limit).
+        max_queue_frames: frames buffered before the reader stops reading.
+    """
+
+    max_utterance_s: float = 30.0
+    max_frame_bytes: int = MAX_TEXT_FRAME_BYTES
+    max_queue_frames: int = 16
+
+
+class _Utterance:
+    """The open utterance: its audio so far and when a partial was last asked for."""
+
+    def __init__(self, utt: int, start: float):
+        self.utt = utt
+        self.start = start
+        self.chunks: list[np.ndarray] = []
+        self.samples = 0
+        self.partial_at = 0
+
+    def audio(self) -> np.ndarray:
+        if not self.chunks:
+            return np.zeros(0, dtype=np.int16)
+        if len(self.chunks) > 1:
+            self.chunks = [np.concatenate(self.chunks)]
+        return self.chunks[0]
+
+
+class StreamSession:
+    """Serves one connection until ``bye``, a fatal error, disconnect or shutdown."""
+
+    def __init__(self, ws: ServerConnection, scheduler: Scheduler, engine: Engine, limits: StreamLimits):
+        self.ws = ws
+        self.scheduler = scheduler
+        self.engine = engine
+        self.limits = limits
+        self.hello: Hello | None = None
+        self.open: _Utterance | None = None
+        self.finalized: set[int] = set()  # utts whose final is queued for sending
+        self.owed: dict[int, asyncio.Task] = {}
+        self._outbox: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._sender: asyncio.Task | None = None
+        self._closing = False
+
+    @property
+    def name(self) -> str:
+        return self.hello.session if self.hello else "?"
+
+    @property
+    def language(self) -> str:
+        return self.hello.language if self.hello else "auto"
+
+    # -- main loop -------------------------------------------------------
+
+    async def run(self) -> None:
+        self._sender = asyncio.create_task(self._send_loop())
+        try:
+            await self._read_loop()
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._teardown()
+
+    async def _read_loop(self) -> None:
+        async for frame in self.ws:
+            try:
+                done = await self._dispatch(decode_client(frame))
+            except ProtocolError as exc:
+                await self._fail(exc.code, str(exc), exc.close_code)
+                return
+            if done:
+                return
+
+    async def _dispatch(self, msg: Message | bytes) -> bool:
+        """Handle one message; True when the stream is over."""
+        if isinstance(msg, bytes):
+            self._on_audio(msg)
+        elif isinstance(msg, Hello):
+            await self._on_hello(msg)
+        elif self.hello is None:
+            raise ProtocolError(f"{msg.type} before hello", code="no_hello")
+        elif isinstance(msg, Start):
+            self._on_start(msg)
+        elif isinstance(msg, End):
+            self._on_end(msg)
+        elif isinstance(msg, Bye):
+            await self.drain_and_close(None, CLOSE_NORMAL)
+            return True
+        return False
+
+    async def _on_hello(self, msg: Hello) -> None:
+        if self.hello is not None:
+            raise ProtocolError("second hello on one connection", code="duplicate_hello")
+        self.hello = msg
+        log.info("stream %s opened (language %s)", msg.session, msg.language)
+        self._outbox.put_nowait(Ready(
+            engine=self.engine.name,
+            model=self.engine.model_ref,
+            max_utterance_s=self.limits.max_utterance_s,
+        ))
+
+    def _on_start(self, msg: Start) -> None:
+        if self.open is not None:
+            raise ProtocolError(f"start of {msg.utt} while {self.open.utt} is open", code="utterance_open")
+        if self._closing:
+            raise ProtocolError("worker is shutting down", code="shutting_down", close_code=CLOSE_GOING_AWAY)
+        self.finalized.discard(msg.utt)  # a resent utterance is owed a final again
+        self.open = _Utterance(msg.utt, msg.t)
+
+    def _on_audio(self, data: bytes) -> None:
+        if self.hello is None or self.open is None:
+            raise ProtocolError("audio outside an utterance", code="audio_outside_utterance")
+        utt = self.open
+        pcm = np.frombuffer(data, dtype="<i2")
+        if utt.samples + len(pcm) > self.limits.max_utterance_s * SAMPLE_RATE:
+            raise ProtocolError(
+                f"utterance {utt.utt} is longer than {self.limits.max_utterance_s:g} s",
+                code="utterance_too_long",
+                close_code=CLOSE_UTTERANCE_TOO_LONG,
+            )
+        utt.chunks.append(pcm)
+        utt.samples += len(pcm)
+        if utt.samples - utt.partial_at >= self.scheduler.partial_interval_s() * SAMPLE_RATE:
+            utt.partial_at = utt.samples
+            self._request_partial(utt)
+
+    def _on_end(self, msg: End) -> None:
+        utt = self.open
+        if utt is None or utt.utt != msg.utt:
+            raise ProtocolError(f"end of {msg.utt}, which is not the open utterance", code="not_open")
+        self.open = None
+        audio = utt.audio()
+        future = self.scheduler.submit_final(audio, self.language)
+        end = utt.start + utt.samples / SAMPLE_RATE
+        previous = self.owed.pop(utt.utt, None)
+        if previous is not None:  # the same number resent: only the newest counts
+            previous.cancel()
+        self.owed[utt.utt] = asyncio.create_task(self._deliver_final(utt.utt, utt.start, end, future))
+
+    # -- answers -----------------------------------------------------------
+
+    def _request_partial(self, utt: _Utterance) -> None:
+        def deliver(result: Transcript) -> None:
+            if self.open is utt and result.text:
+                self._outbox.put_nowait(Partial(utt=utt.utt, text=result.text))
+
+        self.scheduler.request_partial(
+            key=(id(self), utt.utt),
+            audio=utt.audio(),
+            deliver=deliver,
+            is_stale=lambda: self.open is not utt,
+            language=self.language,
+        )
+
+    async def _deliver_final(self, utt: int, start: float, end: float, future: asyncio.Future) -> None:
+        try:
+            result: Transcript = await future
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:  # engine failure: the client resends after reconnecting
+            log.error("stream %s: engine failed on utterance %d: %s", self.name, utt, exc)
+            await self._fail("engine_failure", f"engine failed on utterance {utt}; reconnect and resend",
+                             CLOSE_ENGINE_FAILURE)
+            return
+        self.finalized.add(utt)
+        self._outbox.put_nowait(Caption(
+            utt=utt, start=start, end=end, text=result.text, lang=result.lang,
+            emotion=result.emotion, events=tuple(result.events),
+        ))
+        self.owed.pop(utt, None)
+
+    async def _send_loop(self) -> None:
+        while True:
+            msg = await self._outbox.get()
+            if msg is None:
+                return
+            try:
+                await self.ws.send(encode(msg))
+            except ConnectionClosed:
+                return
+
+    # -- endings -----------------------------------------------------------
+
+    async def drain_and_close(self, timeout: float | None, code: int = CLOSE_GOING_AWAY) -> None:
+        """Deliver every owed final (waiting at most ``timeout``), then close with ``code``."""
+        self._closing = True
+        owed = list(self.owed.values())
+        if owed:
+            _, pending = await asyncio.wait(owed, timeout=timeout)
+            for task in pending:
+                task.cancel()
+        await self._flush_outbox()
+        reason = "bye" if code == CLOSE_NORMAL else "worker shutting down"
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.close(code, reason)
+
+    async def _flush_outbox(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._outbox.put_nowait(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+
+    async def _fail(self, code: str, message: str, close_code: int = CLOSE_PROTOCOL_ERROR) -> None:
+        log.warning("stream %s: %s (%s); closing %d", self.name, message, code, close_code)
+        self._outbox.put_nowait(Error(code=code, message=message))
+        await self._flush_outbox()
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.close(close_code, code[:100])
+
+    async def _teardown(self) -> None:
+        me = id(self)
+        self.scheduler.cancel_partials(lambda key: key[0] == me)
+        for task in self.owed.values():
+            task.cancel()
+        self.owed.clear()
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        log.info("stream %s closed", self.name)

@@ -1,0 +1,89 @@
+"""Fixtures for worker tests: a real worker on loopback port 0 and a raw protocol client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from live.protocol import Caption, End, Hello, Partial, Start, decode_worker, encode
+from live.server import Worker, WorkerSettings
+from models import EngineOptions, create_engine
+
+
+def worker_settings(**kw) -> WorkerSettings:
+    base = dict(host="127.0.0.1", port=0, engine="fake", warmup=False)
+    base.update(kw)
+    return WorkerSettings(**base)
+
+
+@pytest.fixture
+async def fake_worker() -> AsyncIterator[Worker]:
+    settings = worker_settings(partial_every_s=0.5)
+    engine = create_engine("fake", EngineOptions(model="per_call=0.01"))
+    async with Worker(settings, engine=engine) as worker:
+        yield worker
+
+
+class RawClient:
+    """Speaks protocol v1 by hand, recording everything the worker sends."""
+
+    def __init__(self, ws: ClientConnection):
+        self.ws = ws
+        self.received: list = []
+
+    @classmethod
+    async def open(cls, url: str, session: str = "test", language: str = "auto") -> RawClient:
+        ws = await connect(url, compression=None)
+        client = cls(ws)
+        await ws.send(encode(Hello(session=session, language=language)))
+        client.received.append(decode_worker(await ws.recv()))
+        return client
+
+    async def send_utterance(self, utt: int, pcm: np.ndarray, t: float = 0.0, frame_s: float = 0.1,
+                             end: bool = True, pace: float = 0.0) -> None:
+        await self.ws.send(encode(Start(utt=utt, t=t)))
+        step = int(16000 * frame_s)
+        for i in range(0, len(pcm), step):
+            await self.ws.send(pcm[i:i + step].astype("<i2").tobytes())
+            if pace:
+                await asyncio.sleep(pace)
+        if end:
+            await self.ws.send(encode(End(utt=utt)))
+
+    async def collect_until_closed(self, timeout: float = 10.0) -> list:
+        async def _read() -> None:
+            async for frame in self.ws:
+                self.received.append(decode_worker(frame))
+
+        await asyncio.wait_for(_read(), timeout)
+        return self.received
+
+    async def wait_finals(self, count: int, timeout: float = 10.0) -> list[Caption]:
+        async def _read() -> None:
+            while len(self.finals) < count:
+                self.received.append(decode_worker(await self.ws.recv()))
+
+        await asyncio.wait_for(_read(), timeout)
+        return self.finals
+
+    @property
+    def finals(self) -> list[Caption]:
+        return [m for m in self.received if isinstance(m, Caption)]
+
+    @property
+    def partials(self) -> list[Partial]:
+        return [m for m in self.received if isinstance(m, Partial)]
+
+
+def noise(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(16000 * seconds)) * 3000).astype(np.int16)
+
+
+def as_json(frame: str) -> dict:
+    return json.loads(frame)

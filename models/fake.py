@@ -30,7 +30,7 @@ def _int16(audio: np.ndarray) -> np.ndarray:
     audio = np.asarray(audio)
     if audio.dtype == np.int16:
         return audio
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def fake_text(audio: np.ndarray) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from live.limits import TokenBucket
 from live.protocol import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -69,6 +70,10 @@ class ClientOptions:
         ca_file: CA bundle to verify a ``wss://`` worker; system store when None.
         backoff_initial_s / backoff_max_s: reconnect delays (doubling, with jitter).
         open_timeout_s: how long one connection attempt may take.
+        max_rate: audio sent per second of wall time, as a multiple of real
+            time, after a burst of ``burst_s`` seconds (0: as fast as possible).
+            It stays under the worker's default limit of 2x with 60 s bursts,
+            so a resend after a long outage is paced instead of refused.
     """
 
     url: str
@@ -79,6 +84,8 @@ class ClientOptions:
     backoff_initial_s: float = 0.3
     backoff_max_s: float = 8.0
     open_timeout_s: float = 10.0
+    max_rate: float = 1.8
+    burst_s: float = 30.0
 
 
 @dataclass
@@ -208,7 +215,7 @@ class StreamClient:
             except ssl.SSLCertVerificationError as exc:
                 raise ClientError(f"TLS certificate of {self.options.url} not trusted: {exc.verify_message}; "
                                   "pass --ca FILE for a private CA") from None
-            except (OSError, InvalidHandshake, ConnectionClosed, asyncio.TimeoutError) as exc:
+            except (OSError, InvalidHandshake, ConnectionClosed, asyncio.TimeoutError, _Dropped) as exc:
                 log.info("connection to %s lost or refused: %s", self.options.url, exc)
             except _FatalClose as exc:
                 raise ClientError(str(exc)) from None
@@ -248,6 +255,7 @@ class StreamClient:
     async def _send(self, ws: ClientConnection, stop: asyncio.Event) -> None:
         """Stream pending utterances in order; return once stopped and settled."""
         sent: dict[int, list] = {}  # utt -> [chunks sent, end sent]
+        bucket = TokenBucket(self.options.max_rate, self.options.burst_s)
         while True:
             self._changed.clear()
             for item in sorted(self.pending.values(), key=lambda p: p.utt):
@@ -256,9 +264,15 @@ class StreamClient:
                     await ws.send(encode(Start(utt=item.utt, t=item.start)))
                 state = sent[item.utt]
                 while state[0] < len(item.chunks):
-                    for frame in _frames(item.chunks[state[0]]):
+                    # Whatever accumulated goes out in frames of up to 1 s.
+                    upto = len(item.chunks)
+                    backlog = np.concatenate(item.chunks[state[0]:upto])
+                    for frame in _frames(backlog):
+                        seconds = len(frame) / 2 / 16000
+                        while not bucket.take(seconds):
+                            await asyncio.sleep(max(bucket.wait_time(seconds), 0.001))
                         await ws.send(frame)
-                    state[0] += 1
+                    state[0] = upto
                 if not item.ended:
                     break  # one open utterance at a time
                 if not state[1]:
@@ -286,7 +300,7 @@ class StreamClient:
         if code in FATAL_CLOSES:
             raise _FatalClose(f"worker closed the stream ({code}: {ws.close_reason})")
         if code != CLOSE_NORMAL or self.pending:
-            raise ConnectionClosed(ws.close_rcvd, ws.close_sent)
+            raise _Dropped(f"worker closed the stream ({code}: {ws.close_reason})")
 
     def _dispatch(self, msg: object) -> None:
         if isinstance(msg, Caption):
@@ -309,7 +323,11 @@ class StreamClient:
 
 
 class _FatalClose(Exception):
-    pass
+    """The worker closed in a way that reconnecting cannot mend."""
+
+
+class _Dropped(Exception):
+    """The connection ended with finals still owed: reconnect and resend."""
 
 
 def _frames(pcm: np.ndarray):

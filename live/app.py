@@ -274,7 +274,9 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
     settings = run.settings
     client = StreamClient(
         ClientOptions(url=url, session=run.session_dir.name, key=key,
-                      language=settings.language, ca_file=settings.ca_file),
+                      language=settings.language, ca_file=settings.ca_file,
+                      # --fast into our own embedded worker: no pacing (its limit is off too)
+                      max_rate=0.0 if settings.fast and not settings.server else ClientOptions.max_rate),
         on_final=run.on_final, on_partial=run.on_partial,
         on_state=run.view.set_state,
     )

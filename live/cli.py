@@ -138,7 +138,8 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
         raise CommandError("--fast needs --input FILE", EXIT_USAGE)
     if settings.input is not None and not settings.input.is_file():
         raise CommandError(f"input file {settings.input} not found", EXIT_USAGE)
-    worker = _worker_settings(args, toml, host="127.0.0.1", port=0)
+    worker = _worker_settings(args, toml, host="127.0.0.1", port=0,
+                              audio_rate=0.0 if settings.fast else None)
     notes = _notes_runner(settings, toml)
     result = asyncio.run(run_live(settings, worker, notes=notes))
     print(f"session folder: {result.session_dir}  ({result.finals} new captions"
@@ -177,11 +178,57 @@ def _cmd_devices(args: argparse.Namespace, toml: dict) -> int:
     return EXIT_OK
 
 
+# -- keys --------------------------------------------------------------------
+
+
+def _add_keys(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keys", help="create, list and revoke API keys of a shared worker")
+    actions = p.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="make a key and print it (once: it is stored only hashed)")
+    create.add_argument("--admin", action="store_true", help="the key may manage keys over /admin/keys")
+    create.add_argument("--name", default="", help="who or what the key is for")
+    create.add_argument("--max-streams", type=int, default=0,
+                        help="most streams at once with this key (0: the worker's default)")
+    listing = actions.add_parser("list", help="list keys and their usage (never the keys themselves)")
+    revoke = actions.add_parser("revoke", help="revoke a key; workers refuse it from the next request")
+    revoke.add_argument("key_id", metavar="ID", help="the key's id, as `notsound keys list` shows it")
+    for action in (create, listing, revoke):
+        action.add_argument("--state-dir", type=Path,
+                            help="key folder (default $NOTSOUND_STATE_DIR or ~/.local/state/notsound)")
+    p.set_defaults(func=_cmd_keys)
+
+
+def _cmd_keys(args: argparse.Namespace, toml: dict) -> int:
+    from .keys import KeyStore, KeyStoreError, format_key_table
+
+    store = KeyStore(args.state_dir)
+    try:
+        if args.keys_action == "create":
+            record, token = store.create(name=args.name, admin=args.admin, max_streams=args.max_streams)
+            print(token, flush=True)
+            print(f"created {'admin ' if record.admin else ''}key {record.id}: store it now, "
+                  "it will not be shown again", file=sys.stderr)
+        elif args.keys_action == "list":
+            records = store.list()
+            print(format_key_table(records) if records else
+                  f"no keys in {store.state_dir} yet: `notsound keys create --admin` makes one")
+        elif not store.revoke(args.key_id):
+            raise CommandError(f"no key with id {args.key_id!r} in {store.state_dir}; "
+                               "see `notsound keys list`")
+        else:
+            print(f"revoked key {args.key_id}")
+    except KeyStoreError as exc:
+        raise CommandError(str(exc)) from None
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    return EXIT_OK
+
+
 # -- wiring ------------------------------------------------------------------
 
 #: subcommand builders in the order ``notsound --help`` lists them
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_live, _add_serve, _add_devices, _add_models,
+    _add_live, _add_serve, _add_devices, _add_models, _add_keys,
 ]
 
 

@@ -56,6 +56,11 @@ class WorkerSettings:
         max_batch: most clips in one engine call.
         max_utterance_s: longest utterance accepted (the capture side splits at 20 s).
         drain_timeout_s: on shutdown, how long to wait for owed finals.
+        audio_rate: audio a stream may send, as a multiple of real time (0: no limit).
+        audio_burst_s: seconds of audio a stream may send at once (resend after a reconnect).
+        messages_per_s: frames per second a stream may send (bursts of 4x).
+        idle_timeout_s: close a stream that sent nothing for this long (0: never).
+        max_owed: finals a stream may owe before the worker stops reading it.
     """
 
     host: str = "127.0.0.1"
@@ -71,6 +76,11 @@ class WorkerSettings:
     max_batch: int = 16
     max_utterance_s: float = 30.0
     drain_timeout_s: float = 30.0
+    audio_rate: float = 2.0
+    audio_burst_s: float = 60.0
+    messages_per_s: float = 50.0
+    idle_timeout_s: float = 300.0
+    max_owed: int = 32
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(
@@ -88,7 +98,15 @@ class WorkerSettings:
         )
 
     def stream_limits(self) -> StreamLimits:
-        return StreamLimits(max_utterance_s=self.max_utterance_s)
+        return StreamLimits(
+            max_utterance_s=self.max_utterance_s,
+            audio_rate=self.audio_rate,
+            audio_burst_s=self.audio_burst_s,
+            messages_per_s=self.messages_per_s,
+            message_burst=4 * self.messages_per_s,
+            idle_timeout_s=self.idle_timeout_s,
+            max_owed=self.max_owed,
+        )
 
 
 @dataclass

@@ -13,11 +13,14 @@ from websockets.exceptions import ConnectionClosed
 
 from models import Engine, Transcript
 
+from .limits import TokenBucket
 from .protocol import (
     CLOSE_ENGINE_FAILURE,
     CLOSE_GOING_AWAY,
+    CLOSE_IDLE,
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
+    CLOSE_RATE_LIMITED,
     CLOSE_UTTERANCE_TOO_LONG,
     MAX_TEXT_FRAME_BYTES,
     SAMPLE_RATE,
@@ -47,14 +50,30 @@ class StreamLimits:
 
     Attributes:
         max_utterance_s: longest utterance accepted; longer closes with 4003.
-        max_frame_bytes: largest frame of any kind (text frames are also
-            bounded by the protocol's own limit).
+        max_frame_bytes: largest frame websockets reads at all (beyond it the
+            connection closes with 1009); frames under it but over the
+            protocol's limits (64 KiB text, 32,000 bytes audio) get an error
+            and close 4002.
         max_queue_frames: frames buffered before the reader stops reading.
+        audio_rate: audio accepted per second of wall time, as a multiple of
+            real time (0: no limit); beyond it the stream closes with 4004.
+        audio_burst_s: seconds of audio that may arrive at once (a resend
+            after a reconnect), on top of ``audio_rate``.
+        messages_per_s / message_burst: frames of any kind per second; 4004.
+        idle_timeout_s: close with 4005 after this long without a frame (0: never).
+        max_owed: finals a stream may owe before the worker stops reading
+            from it until some are delivered (TCP backpressure, no error).
     """
 
     max_utterance_s: float = 30.0
-    max_frame_bytes: int = MAX_TEXT_FRAME_BYTES
+    max_frame_bytes: int = 2 * MAX_TEXT_FRAME_BYTES
     max_queue_frames: int = 16
+    audio_rate: float = 2.0
+    audio_burst_s: float = 60.0
+    messages_per_s: float = 50.0
+    message_burst: float = 200.0
+    idle_timeout_s: float = 300.0
+    max_owed: int = 32
 
 
 class _Utterance:
@@ -90,6 +109,8 @@ class StreamSession:
         self._outbox: asyncio.Queue[Message | None] = asyncio.Queue()
         self._sender: asyncio.Task | None = None
         self._closing = False
+        self._audio_bucket = TokenBucket(limits.audio_rate, limits.audio_burst_s)
+        self._message_bucket = TokenBucket(limits.messages_per_s, limits.message_burst)
 
     @property
     def name(self) -> str:
@@ -111,14 +132,26 @@ class StreamSession:
             await self._teardown()
 
     async def _read_loop(self) -> None:
-        async for frame in self.ws:
+        idle = self.limits.idle_timeout_s or None
+        while True:
             try:
+                frame = await asyncio.wait_for(self.ws.recv(), idle)
+            except asyncio.TimeoutError:
+                await self._fail("idle", f"nothing received for {idle:g} s", CLOSE_IDLE)
+                return
+            try:
+                if not self._message_bucket.take():
+                    raise ProtocolError(
+                        f"more than {self.limits.messages_per_s:g} messages per second",
+                        code="rate_limited", close_code=CLOSE_RATE_LIMITED)
                 done = await self._dispatch(decode_client(frame))
             except ProtocolError as exc:
                 await self._fail(exc.code, str(exc), exc.close_code)
                 return
             if done:
                 return
+            if len(self.owed) >= self.limits.max_owed:
+                await asyncio.wait(list(self.owed.values()), return_when=asyncio.FIRST_COMPLETED)
 
     async def _dispatch(self, msg: Message | bytes) -> bool:
         """Handle one message; True when the stream is over."""
@@ -167,6 +200,10 @@ class StreamSession:
                 code="utterance_too_long",
                 close_code=CLOSE_UTTERANCE_TOO_LONG,
             )
+        if not self._audio_bucket.take(len(pcm) / SAMPLE_RATE):
+            raise ProtocolError(
+                f"audio arrives faster than {self.limits.audio_rate:g}x real time",
+                code="rate_limited", close_code=CLOSE_RATE_LIMITED)
         utt.chunks.append(pcm)
         utt.samples += len(pcm)
         if utt.samples - utt.partial_at >= self.scheduler.partial_interval_s() * SAMPLE_RATE:

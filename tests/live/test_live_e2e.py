@@ -1,0 +1,207 @@
+"""``notsound live`` end to end: files through VAD, the client, a real worker and the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capture.journal import read_transcript
+from live.app import LiveSettings, run_live
+from live.server import WorkerSettings
+from tests import speech
+
+pytestmark = pytest.mark.skipif(not speech.have_espeak(), reason="espeak-ng and sox are required")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lecture_wav(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("lecture") / "lecture.wav"
+    return speech.write_wav(path, speech.lecture(speech.PARAGRAPH, gap_s=1.2))
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def lecture_mp3(lecture_wav: Path) -> Path:
+    out = lecture_wav.with_suffix(".mp3")
+    _ffmpeg("-i", str(lecture_wav), "-codec:a", "libmp3lame", "-b:a", "64k", str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def lecture_mp4(lecture_wav: Path) -> Path:
+    out = lecture_wav.with_suffix(".mp4")
+    _ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=160x120:r=10", "-i", str(lecture_wav),
+            "-shortest", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out))
+    return out
+
+
+def _whisper_settings() -> WorkerSettings:
+    return WorkerSettings(engine="whisper", port=0, warmup=False, threads=2)
+
+
+def _transcript_text(session_dir: Path) -> str:
+    return " ".join(c.text for c in read_transcript(session_dir / "transcript.jsonl"))
+
+
+@pytest.mark.parametrize("fixture", ["lecture_mp3", "lecture_mp4"])
+async def test_file_input_fast_gives_the_paragraph(fixture, request, tmp_path):
+    path = request.getfixturevalue(fixture)
+    settings = LiveSettings(input=path, fast=True, out=tmp_path, session="file", plain=True, notes=False)
+    result = await run_live(settings, _whisper_settings())
+    captions = read_transcript(result.session_dir / "transcript.jsonl")
+    assert len(captions) == len(speech.PARAGRAPH)
+    assert [c.utt for c in captions] == list(range(len(captions)))
+    error = speech.wer(" ".join(speech.PARAGRAPH), _transcript_text(result.session_dir))
+    assert error <= 0.30, error
+    meta = json.loads((result.session_dir / "session.json").read_text())
+    assert meta["engine"] == "whisper" and "ended" in meta
+    assert not list((result.session_dir / "pending").iterdir()), "spool must be empty once all finals are in"
+
+
+async def test_file_input_real_time_pacing_gives_the_paragraph_with_events(lecture_mp3, tmp_path):
+    events = tmp_path / "events.jsonl"
+    settings = LiveSettings(input=lecture_mp3, fast=False, out=tmp_path, session="rt", plain=True,
+                            events=events, notes=False)
+    started = time.monotonic()
+    result = await run_live(settings, _whisper_settings())
+    elapsed = time.monotonic() - started
+    duration = len(speech.lecture(speech.PARAGRAPH, gap_s=1.2)) / 16000
+    assert elapsed >= duration * 0.9, "real-time pacing must not run much faster than the audio"
+    assert speech.wer(" ".join(speech.PARAGRAPH), _transcript_text(result.session_dir)) <= 0.30
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    finals = [r for r in rows if r["type"] == "final"]
+    assert len(finals) == len(speech.PARAGRAPH)
+    assert any(r["type"] == "partial" for r in rows), "a real-time stream gets partials"
+    assert all(r["t"] >= 0 for r in rows) and [r["t"] for r in rows] == sorted(r["t"] for r in rows)
+    assert len(result.latencies) == len(speech.PARAGRAPH)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_worker(port: int, model: str = "rtf=0.4") -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "live.cli", "serve", "--engine", "fake", "--model", model,
+         "--port", str(port), "--no-warmup"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"worker did not start: {proc.stdout.read()}")
+
+
+async def test_worker_killed_mid_lecture_and_restarted_loses_nothing(lecture_wav, tmp_path):
+    port = _free_port()
+    worker = _start_worker(port)
+    settings = LiveSettings(server=f"ws://127.0.0.1:{port}/v1/stream", input=lecture_wav, fast=True,
+                            out=tmp_path, session="crash", plain=True, notes=False, max_owed=2)
+    live = asyncio.create_task(run_live(settings, WorkerSettings()))
+    try:
+        transcript = tmp_path / "crash" / "transcript.jsonl"
+        while not read_transcript(transcript):  # wait for the first final, then kill mid-lecture
+            await asyncio.sleep(0.05)
+            assert not live.done(), live
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        await asyncio.sleep(1.0)
+        worker = _start_worker(port)
+        result = await asyncio.wait_for(live, 120)
+    finally:
+        worker.kill()
+        worker.wait()
+    captions = read_transcript(result.session_dir / "transcript.jsonl")
+    lines = (result.session_dir / "transcript.jsonl").read_text().splitlines()
+    assert [c.utt for c in captions] == list(range(len(speech.PARAGRAPH)))
+    assert len(lines) == len(captions), "no final is journaled twice"
+    assert result.reconnects >= 1
+
+
+async def test_restarted_client_resends_spooled_audio_and_continues_numbering(tmp_path, lecture_wav):
+    port = _free_port()
+    worker = _start_worker(port, model="rtf=0")
+    try:
+        session = tmp_path / "resume"
+        pending = session / "pending"
+        pending.mkdir(parents=True)
+        # What a killed client leaves behind: utt 0 journaled, utt 1 spooled without a final.
+        (session / "transcript.jsonl").write_text(json.dumps(
+            {"type": "final", "utt": 0, "start": 0.5, "end": 3.0, "text": "earlier", "lang": "en",
+             "emotion": "", "events": []}) + "\n" + '{"type":"final","utt":')  # torn tail
+        spooled = speech.synth("this sentence was spoken before the crash")
+        (pending / "1.pcm").write_bytes(spooled.astype("<i2").tobytes())
+        (pending / "1.json").write_text(json.dumps({"utt": 1, "start": 4.0, "ended": False}))
+        settings = LiveSettings(server=f"ws://127.0.0.1:{port}/v1/stream", input=lecture_wav, fast=True,
+                                out=tmp_path, session="resume", plain=True, notes=False)
+        result = await run_live(settings, WorkerSettings())
+    finally:
+        worker.kill()
+        worker.wait()
+    captions = read_transcript(result.session_dir / "transcript.jsonl")
+    assert [c.utt for c in captions] == list(range(2 + len(speech.PARAGRAPH)))
+    from models.fake import fake_text
+
+    assert captions[1].text == fake_text(spooled) and captions[1].start == 4.0
+    assert captions[2].start >= captions[1].end, "the resumed session's clock continues"
+    assert not list(pending.iterdir())
+
+
+def test_cli_live_with_fake_engine_prints_finals_and_session_folder(lecture_wav, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "live.cli", "live", "--input", str(lecture_wav), "--fast",
+         "--engine", "fake", "--out", str(tmp_path), "--session", "cli", "--no-notes"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "NOTSOUND_CONFIG": str(tmp_path / "none.toml")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == len(speech.PARAGRAPH)
+    assert all(line.split("] ", 1)[1].startswith("fake ") for line in lines)
+    assert str(tmp_path / "cli") in proc.stderr
+
+
+def test_cli_rejects_fast_without_input_and_missing_file(tmp_path):
+    from live.cli import main
+
+    assert main(["live", "--fast", "--engine", "fake"]) == 2
+    assert main(["live", "--input", str(tmp_path / "nope.wav"), "--engine", "fake"]) == 2
+
+
+def test_journal_never_duplicates_and_skips_torn_line(tmp_path):
+    from capture.journal import Journal
+    from live.protocol import Caption
+
+    journal = Journal(tmp_path)
+    assert journal.append(Caption(0, 0.0, 1.0, "a"))
+    assert not journal.append(Caption(0, 0.0, 1.0, "a again"))
+    journal.close()
+    with open(tmp_path / "transcript.jsonl", "ab") as fh:
+        fh.write(b'{"utt": 1, "start": 1.0, "en')
+    again = Journal(tmp_path)
+    assert again.next_utt == 1
+    assert again.append(Caption(1, 1.0, 2.0, "b"))
+    again.close()
+    assert [c.text for c in read_transcript(tmp_path / "transcript.jsonl")] == ["a", "b"]
+    assert np.all(np.array([len(line) for line in (tmp_path / "transcript.jsonl").read_bytes().split(b"\n")[:-1]]) > 0)

@@ -224,11 +224,69 @@ def _cmd_keys(args: argparse.Namespace, toml: dict) -> int:
     return EXIT_OK
 
 
+# -- notes, summary (summarizer/) -------------------------------------------
+
+
+def _add_notes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("notes", help="bring notes.md of a session up to date (LLM, or an outline without a key)")
+    p.add_argument("session", metavar="SESSION", help="session folder, or the name of one under --out")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--follow", action="store_true", help="keep updating until the lecture ends (or Ctrl-C)")
+    p.add_argument("--lang", dest="language", help="notes language: auto (follow the lecture), zh, en ...")
+    p.add_argument("--every", dest="every_s", type=float, help="seconds of new speech per update (default 120)")
+    p.set_defaults(func=_cmd_notes)
+
+
+def _cmd_notes(args: argparse.Namespace, toml: dict) -> int:
+    import summarizer as sm
+
+    llm = build_settings(sm.LLMSettings, "llm", toml=toml)
+    notes = build_settings(sm.NotesSettings, "notes", toml=toml,
+                           flags={"language": args.language, "every_s": args.every_s})
+    try:
+        folder = sm.resolve_session(args.session, args.out)
+        task = asyncio.run(sm.run_notes(folder, llm, notes, sm.resolve_api_key(llm), follow=args.follow))
+    except sm.SummarizerError as exc:
+        raise CommandError(str(exc), exc.exit_code) from None
+    print(task.notes_path)
+    return EXIT_OK
+
+
+def _add_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summary", help="write summary.md of a session with the LLM")
+    p.add_argument("session", metavar="SESSION", help="session folder, or the name of one under --out")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--style", choices=("detailed", "concise", "study", "action-items"),
+                   help="detailed (default), concise, study (adds review questions), action-items")
+    p.add_argument("--lang", dest="language", help="summary language: auto (follow the lecture), zh, en ...")
+    p.add_argument("--slides", type=Path, metavar="FILE",
+                   help="slides or handout as reference: text, Markdown, or PDF (needs pdftotext)")
+    p.add_argument("--no-stream", dest="stream", action="store_false", default=None,
+                   help="do not stream the summary to the terminal while it is written")
+    p.set_defaults(func=_cmd_summary)
+
+
+def _cmd_summary(args: argparse.Namespace, toml: dict) -> int:
+    import summarizer as sm
+
+    llm = build_settings(sm.LLMSettings, "llm", toml=toml)
+    flags = {"style": args.style, "language": args.language, "stream": args.stream}
+    settings = build_settings(sm.SummarySettings, "summary", toml=toml, flags=flags)
+    try:
+        folder = sm.resolve_session(args.session, args.out)
+        path = asyncio.run(sm.run_summary(folder, llm, settings, sm.resolve_api_key(llm), slides=args.slides))
+    except sm.SummarizerError as exc:
+        raise CommandError(str(exc), exc.exit_code) from None
+    print(f"\nnotsound: wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- wiring ------------------------------------------------------------------
 
 #: subcommand builders in the order ``notsound --help`` lists them
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_live, _add_serve, _add_devices, _add_models, _add_keys,
+    _add_notes, _add_summary,
 ]
 
 

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from capture.segmenter import Segmenter, UtteranceAudio, UtteranceEnded, Utteran
 from capture.spool import Spool
 from capture.vad import VadOptions
 
+from .keys import KeyStore
 from .protocol import Caption, Partial
 from .server import Worker, WorkerSettings
 from .view import CaptionView
@@ -255,8 +257,7 @@ async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
         with view:
             url, key = settings.server, read_key(settings.key_file)
             if not url:
-                worker = await stack.enter_async_context(Worker(worker_settings))
-                url = worker.url
+                url, key = await _embedded_worker(stack, worker_settings)
             run.journal.write_meta(session=run.session_dir.name, language=settings.language,
                                    server=url if settings.server else "embedded",
                                    started=run.journal.read_meta().get("started") or _now())
@@ -267,6 +268,16 @@ async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
         await stack.aclose()
         run.close()
     return run.result
+
+
+async def _embedded_worker(stack: contextlib.AsyncExitStack, settings: WorkerSettings) -> tuple[str, str]:
+    """A worker on loopback in this process, guarded by a random key of this process alone."""
+    state = stack.enter_context(tempfile.TemporaryDirectory(prefix="notsound-keys-"))
+    keys = KeyStore(state)
+    key = keys.ensure_admin()
+    assert key is not None
+    worker = await stack.enter_async_context(Worker(settings, keys=keys))
+    return worker.url, key
 
 
 async def _stream(run: LiveRun, url: str, key: str | None, source: Any,

@@ -47,6 +47,24 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
     _add_engine_flags(p)
+    g = p.add_argument_group("security")
+    g.add_argument("--no-auth", dest="auth", action="store_false", default=None,
+                   help="no API keys (refused unless --host is a loopback address)")
+    g.add_argument("--state-dir", help="folder of keys.json (default $NOTSOUND_STATE_DIR or ~/.local/state/notsound)")
+    g.add_argument("--tls-cert", help="PEM certificate chain: serve wss://")
+    g.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    g = p.add_argument_group("limits (per stream unless noted)")
+    g.add_argument("--max-utterance-s", type=float, help="longest utterance in seconds (default 30)")
+    g.add_argument("--audio-rate", type=float, help="audio per second of wall time, x real time (default 2; 0 off)")
+    g.add_argument("--audio-burst-s", type=float, help="seconds of audio accepted at once (default 60)")
+    g.add_argument("--messages-per-s", type=float, help="frames per second (default 50; bursts of 4x)")
+    g.add_argument("--idle-timeout-s", type=float, help="close after this long without a frame (default 300)")
+    g.add_argument("--max-owed", type=int, help="finals owed before reading pauses (default 32)")
+    g.add_argument("--max-streams-per-key", type=int, help="concurrent streams per key (default 8)")
+    g = p.add_argument_group("scheduling")
+    g.add_argument("--partial-every-s", type=float, help="seconds of new audio between partials (default 0.6)")
+    g.add_argument("--batch-budget-s", type=float, help="most seconds of audio in one engine call (default 30)")
+    g.add_argument("--max-batch", type=int, help="most clips in one engine call (default 16)")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -64,7 +82,10 @@ def _worker_settings(args: argparse.Namespace, toml: dict, **overrides):
     from .server import WorkerSettings
 
     flags = {name: getattr(args, name, None) for name in (
-        "host", "port", "engine", "model", "precision", "threads", "warmup")}
+        "host", "port", "engine", "model", "precision", "threads", "warmup", "auth", "state_dir",
+        "tls_cert", "tls_key", "max_utterance_s", "audio_rate", "audio_burst_s", "messages_per_s",
+        "idle_timeout_s", "max_owed", "max_streams_per_key", "partial_every_s", "batch_budget_s",
+        "max_batch")}
     flags["device"] = getattr(args, "engine_device", None)
     flags.update(overrides)
     return build_settings(WorkerSettings, "worker", toml=toml, flags=flags)
@@ -303,6 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can act on: reported as one line, no traceback."""
+    from capture.client import ClientError
+    from capture.journal import JournalError
+    from capture.sources import CaptureError
+    from models import EngineError
+
+    from .keys import KeyStoreError
+    from .server import WorkerError
+
+    return (EngineError, WorkerError, ClientError, CaptureError, JournalError, KeyStoreError, OSError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -315,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CommandError) as exc:
         print(f"notsound: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USAGE)
+    except _expected_errors() as exc:
+        print(f"notsound: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("notsound: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

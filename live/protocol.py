@@ -340,7 +340,10 @@ def _float(obj: dict, key: str, lo: float = 0.0, hi: float = MAX_TIME_S) -> floa
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ProtocolError(f"field {key!r} must be a number", code="bad_field")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise ProtocolError(f"field {key!r} is outside {lo}..{hi}", code="bad_field") from None
     if not math.isfinite(value) or not lo <= value <= hi:
         raise ProtocolError(f"field {key!r}={value} is outside {lo}..{hi}", code="bad_field")
     return value

@@ -10,24 +10,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import json
+import ipaddress
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from models import Engine, EngineOptions, create_engine
 
+from .admin import ADMIN_PREFIX, authenticate, handle_admin, json_response
+from .keys import KeyRecord, KeyStore, KeyStoreError
+from .protocol import CLOSE_KEY_REVOKED, CLOSE_TOO_MANY_STREAMS
 from .scheduler import Scheduler, SchedulerOptions
 from .session import StreamLimits, StreamSession
 
-__all__ = ["WorkerSettings", "Worker", "run_serve", "STREAM_PATH", "HEALTH_PATH"]
+__all__ = ["WorkerSettings", "Worker", "WorkerError", "run_serve", "STREAM_PATH", "HEALTH_PATH"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,13 @@ class WorkerSettings:
         messages_per_s: frames per second a stream may send (bursts of 4x).
         idle_timeout_s: close a stream that sent nothing for this long (0: never).
         max_owed: finals a stream may owe before the worker stops reading it.
+        auth: require an API key (``Authorization: Bearer``) on ``/v1/stream``;
+            turning it off is refused unless ``host`` is a loopback address.
+        state_dir: folder of ``keys.json`` (shared by workers that share keys);
+            empty for ``$NOTSOUND_STATE_DIR`` or ``~/.local/state/notsound``.
+        max_streams_per_key: concurrent streams one key may hold, unless the
+            key sets its own ``max_streams``.
+        tls_cert / tls_key: PEM certificate chain and private key: serve ``wss://``.
     """
 
     host: str = "127.0.0.1"
@@ -81,6 +91,11 @@ class WorkerSettings:
     messages_per_s: float = 50.0
     idle_timeout_s: float = 300.0
     max_owed: int = 32
+    auth: bool = True
+    state_dir: str = ""
+    max_streams_per_key: int = 8
+    tls_cert: str = ""
+    tls_key: str = ""
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(
@@ -115,25 +130,36 @@ class Worker:
 
     ``engine`` may be passed in already built (tests, the embedded worker);
     otherwise it is created from the settings and loaded in a thread.
-    ``request_hook`` is the authentication seam: it sees every HTTP request
-    before the upgrade and may answer it (e.g. 401).
+    ``keys`` is the key store; by default it is opened from ``settings.state_dir``
+    when ``settings.auth`` is on. ``request_hook`` sees every stream request
+    after authentication and may answer it instead of upgrading.
     """
 
     settings: WorkerSettings = field(default_factory=WorkerSettings)
     engine: Engine | None = None
+    keys: KeyStore | None = None
     request_hook: RequestHook | None = None
-    ssl: Any = None
+    #: plaintext admin key minted on first start (shown once by ``run_serve``)
+    new_admin_key: str | None = field(default=None, init=False)
     sessions: set[StreamSession] = field(default_factory=set, init=False)
     started_at: float = field(default=0.0, init=False)
     startup_s: float = field(default=0.0, init=False)
     _server: Server | None = field(default=None, init=False)
     _scheduler: Scheduler | None = field(default=None, init=False)
     _closing: bool = field(default=False, init=False)
+    _watch: asyncio.Task | None = field(default=None, init=False)
+    tls: bool = field(default=False, init=False)
 
     # -- lifecycle -------------------------------------------------------
 
     async def start(self) -> Worker:
         t0 = time.monotonic()
+        self._check_exposure()
+        ssl_context = self._ssl_context()
+        if self.settings.auth and self.keys is None:
+            self.keys = KeyStore(self.settings.state_dir or None)
+        if self.keys is not None:
+            self.new_admin_key = await asyncio.to_thread(self.keys.ensure_admin)
         if self.engine is None:
             self.engine = create_engine(self.settings.engine, self.settings.engine_options())
             await asyncio.to_thread(self.engine.load)
@@ -149,9 +175,12 @@ class Worker:
             compression=None,
             max_size=self.stream_limits.max_frame_bytes,
             max_queue=self.stream_limits.max_queue_frames,
-            ssl=self.ssl,
+            ssl=ssl_context,
             server_header="notsound",
         )
+        self.tls = ssl_context is not None
+        if self.keys is not None:
+            self._watch = asyncio.create_task(self._watch_keys(), name="key-watch")
         self.started_at = time.time()
         self.startup_s = time.monotonic() - t0
         log.info("worker ready on %s in %.2f s (engine %s, model %s)", self.url, self.startup_s,
@@ -163,6 +192,8 @@ class Worker:
         if self._server is None:
             return
         self._closing = True
+        if self._watch is not None:
+            self._watch.cancel()
         self._server.close(close_connections=False)
         drains = [s.drain_and_close(self.settings.drain_timeout_s) for s in list(self.sessions)]
         if drains:
@@ -170,6 +201,8 @@ class Worker:
         await self._server.wait_closed()
         if self._scheduler is not None:
             await self._scheduler.stop()
+        if self.keys is not None:
+            await asyncio.to_thread(self.keys.flush_usage)
         self._server = None
         log.info("worker stopped")
 
@@ -193,7 +226,7 @@ class Worker:
         host = self.settings.host
         if ":" in host:
             host = f"[{host}]"
-        scheme = "wss" if self.ssl else "ws"
+        scheme = "wss" if self.tls else "ws"
         return f"{scheme}://{host}:{self.port}{STREAM_PATH}"
 
     # -- HTTP before the upgrade -------------------------------------------
@@ -201,11 +234,18 @@ class Worker:
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == HEALTH_PATH:
-            return _json_response(http.HTTPStatus.OK, self.health())
+            return json_response(http.HTTPStatus.OK, self.health())
+        if path.startswith(ADMIN_PREFIX) and self.keys is not None:
+            return await asyncio.to_thread(handle_admin, self.keys, request)
         if path != STREAM_PATH:
-            return _json_response(http.HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {path}"})
+            return json_response(http.HTTPStatus.NOT_FOUND, {"error": "no such endpoint"})
         if self._closing:
-            return _json_response(http.HTTPStatus.SERVICE_UNAVAILABLE, {"error": "worker shutting down"})
+            return json_response(http.HTTPStatus.SERVICE_UNAVAILABLE, {"error": "worker shutting down"})
+        if self.keys is not None:
+            record = authenticate(self.keys, request)
+            if isinstance(record, Response):
+                return record
+            connection.key_record = record  # read by _handle
         if self.request_hook is not None:
             answer = self.request_hook(connection, request)
             if asyncio.iscoroutine(answer):
@@ -232,18 +272,73 @@ class Worker:
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert self._scheduler is not None and self.engine is not None
-        session = StreamSession(ws, self._scheduler, self.engine, self.stream_limits)
+        record: KeyRecord | None = getattr(ws, "key_record", None)
+        session = StreamSession(ws, self._scheduler, self.engine, self.stream_limits,
+                                key_id=record.id if record else None)
+        if record is not None:
+            limit = record.max_streams or self.settings.max_streams_per_key
+            held = sum(1 for s in self.sessions if s.key_id == record.id)
+            if held >= limit:
+                await session.refuse("too_many_streams",
+                                     f"this key already holds {held} streams (limit {limit})",
+                                     CLOSE_TOO_MANY_STREAMS)
+                return
+            self.keys.record_use(record.id, stream=True)
         self.sessions.add(session)
         try:
             await session.run()
         finally:
             self.sessions.discard(session)
+            if record is not None and self.keys is not None:
+                self.keys.record_use(record.id, audio_s=session.audio_s)
+
+    async def _watch_keys(self, every_s: float = 1.0) -> None:
+        """Close the streams of revoked keys (revoked by the CLI, the admin API or another worker)."""
+        assert self.keys is not None
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                revoked = await asyncio.to_thread(self.keys.revoked_ids)
+            except KeyStoreError as exc:
+                log.error("cannot re-read API keys: %s", exc)
+                continue
+            for session in [s for s in self.sessions if s.key_id in revoked]:
+                log.warning("closing stream %s: its key %s was revoked", session.name, session.key_id)
+                asyncio.create_task(session.refuse("key_revoked", "this key was revoked", CLOSE_KEY_REVOKED))
+
+    def _check_exposure(self) -> None:
+        if not self.settings.auth and not _is_loopback(self.settings.host):
+            raise WorkerError(
+                f"refusing to serve {self.settings.host} without authentication: "
+                "--no-auth is allowed only on a loopback address (127.0.0.1, ::1, localhost)"
+            )
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        cert, key = self.settings.tls_cert, self.settings.tls_key
+        if not cert and not key:
+            return None
+        if not (cert and key):
+            raise WorkerError("TLS needs both --tls-cert FILE and --tls-key FILE")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise WorkerError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
+        return context
 
 
-def _json_response(status: http.HTTPStatus, body: dict[str, Any]) -> Response:
-    data = json.dumps(body).encode()
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return Response(status.value, status.phrase, headers, data)
+class WorkerError(RuntimeError):
+    """The worker cannot start as configured; the message says what to change."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def run_serve(settings: WorkerSettings, **worker_kwargs: Any) -> None:
@@ -254,6 +349,8 @@ async def run_serve(settings: WorkerSettings, **worker_kwargs: Any) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     async with Worker(settings, **worker_kwargs) as worker:
+        if worker.new_admin_key:
+            print(f"admin key (shown once, store it now): {worker.new_admin_key}", flush=True)
         print(f"notsound worker listening on {worker.url} (engine {worker.engine.name}, "
               f"started in {worker.startup_s:.1f} s)", flush=True)
         await stop.wait()

@@ -97,8 +97,11 @@ class _Utterance:
 class StreamSession:
     """Serves one connection until ``bye``, a fatal error, disconnect or shutdown."""
 
-    def __init__(self, ws: ServerConnection, scheduler: Scheduler, engine: Engine, limits: StreamLimits):
+    def __init__(self, ws: ServerConnection, scheduler: Scheduler, engine: Engine, limits: StreamLimits,
+                 key_id: str | None = None):
         self.ws = ws
+        self.key_id = key_id
+        self.audio_s = 0.0
         self.scheduler = scheduler
         self.engine = engine
         self.limits = limits
@@ -206,6 +209,7 @@ class StreamSession:
                 code="rate_limited", close_code=CLOSE_RATE_LIMITED)
         utt.chunks.append(pcm)
         utt.samples += len(pcm)
+        self.audio_s += len(pcm) / SAMPLE_RATE
         if utt.samples - utt.partial_at >= self.scheduler.partial_interval_s() * SAMPLE_RATE:
             utt.partial_at = utt.samples
             self._request_partial(utt)
@@ -286,6 +290,12 @@ class StreamSession:
             self._outbox.put_nowait(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
+
+    async def refuse(self, code: str, message: str, close_code: int) -> None:
+        """Send an error and close, from outside the read loop (limits, revoked key)."""
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_loop())
+        await self._fail(code, message, close_code)
 
     async def _fail(self, code: str, message: str, close_code: int = CLOSE_PROTOCOL_ERROR) -> None:
         log.warning("stream %s: %s (%s); closing %d", self.name, message, code, close_code)

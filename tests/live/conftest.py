@@ -16,7 +16,7 @@ from models import EngineOptions, create_engine
 
 
 def worker_settings(**kw) -> WorkerSettings:
-    base = dict(host="127.0.0.1", port=0, engine="fake", warmup=False)
+    base = dict(host="127.0.0.1", port=0, engine="fake", warmup=False, auth=False)
     base.update(kw)
     return WorkerSettings(**base)
 

@@ -97,10 +97,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_worker(port: int, model: str = "rtf=0.4") -> subprocess.Popen:
+def _client_key(state_dir: Path) -> Path:
+    """A key the worker on ``state_dir`` accepts, written to a key file as a user would."""
+    from live.keys import KeyStore
+
+    _, token = KeyStore(state_dir).create(name="test client")
+    path = state_dir / "client.key"
+    path.write_text(token + "\n")
+    return path
+
+
+def _start_worker(port: int, state_dir: Path, model: str = "rtf=0.4") -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "live.cli", "serve", "--engine", "fake", "--model", model,
-         "--port", str(port), "--no-warmup"],
+         "--port", str(port), "--no-warmup", "--state-dir", str(state_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 30
@@ -114,10 +124,12 @@ def _start_worker(port: int, model: str = "rtf=0.4") -> subprocess.Popen:
 
 
 async def test_worker_killed_mid_lecture_and_restarted_loses_nothing(lecture_wav, tmp_path):
-    port = _free_port()
-    worker = _start_worker(port)
+    port, state = _free_port(), tmp_path / "state"
+    key_file = _client_key(state)
+    worker = _start_worker(port, state)
     settings = LiveSettings(server=f"ws://127.0.0.1:{port}/v1/stream", input=lecture_wav, fast=True,
-                            out=tmp_path, session="crash", plain=True, notes=False, max_owed=2)
+                            out=tmp_path, session="crash", plain=True, notes=False, max_owed=2,
+                            key_file=key_file)
     live = asyncio.create_task(run_live(settings, WorkerSettings()))
     try:
         transcript = tmp_path / "crash" / "transcript.jsonl"
@@ -127,7 +139,7 @@ async def test_worker_killed_mid_lecture_and_restarted_loses_nothing(lecture_wav
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         await asyncio.sleep(1.0)
-        worker = _start_worker(port)
+        worker = _start_worker(port, state)
         result = await asyncio.wait_for(live, 120)
     finally:
         worker.kill()
@@ -140,8 +152,9 @@ async def test_worker_killed_mid_lecture_and_restarted_loses_nothing(lecture_wav
 
 
 async def test_restarted_client_resends_spooled_audio_and_continues_numbering(tmp_path, lecture_wav):
-    port = _free_port()
-    worker = _start_worker(port, model="rtf=0")
+    port, state = _free_port(), tmp_path / "state"
+    key_file = _client_key(state)
+    worker = _start_worker(port, state, model="rtf=0")
     try:
         session = tmp_path / "resume"
         pending = session / "pending"
@@ -154,7 +167,8 @@ async def test_restarted_client_resends_spooled_audio_and_continues_numbering(tm
         (pending / "1.pcm").write_bytes(spooled.astype("<i2").tobytes())
         (pending / "1.json").write_text(json.dumps({"utt": 1, "start": 4.0, "ended": False}))
         settings = LiveSettings(server=f"ws://127.0.0.1:{port}/v1/stream", input=lecture_wav, fast=True,
-                                out=tmp_path, session="resume", plain=True, notes=False)
+                                out=tmp_path, session="resume", plain=True, notes=False,
+                                key_file=key_file)
         result = await run_live(settings, WorkerSettings())
     finally:
         worker.kill()

@@ -1,0 +1,69 @@
+"""``notsound notes`` and ``notsound summary`` end to end, in process, against the loopback server."""
+
+from __future__ import annotations
+
+import pytest
+
+from live.cli import main
+
+from .conftest import CANARY
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NOTSOUND_CONFIG", str(tmp_path / "none.toml"))
+    return monkeypatch
+
+
+def test_summary_without_a_key_exits_2_and_says_how_to_set_one(env, session, capsys):
+    folder = session(2)
+    assert main(["summary", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "DEEPSEEK_API_KEY" in err and "NOTSOUND_LLM_API_KEY" in err
+    assert not (folder / "summary.md").exists()
+
+
+def test_summary_with_the_loopback_server_writes_summary_md(env, session, fake_llm, tmp_path, capsys):
+    folder = session(3, name="2026-02-03_1000")
+    env.setenv("NOTSOUND_LLM_API_KEY", CANARY)
+    env.setenv("NOTSOUND_LLM_BASE_URL", fake_llm.url)
+    env.setenv("NOTSOUND_LLM_MODEL", "fake-model")
+    code = main(["-q", "summary", "2026-02-03_1000", "--out", str(tmp_path), "--style", "action-items"])
+    assert code == 0
+    text = (folder / "summary.md").read_text()
+    assert text.startswith("# ") and "## Action items" in text
+    assert fake_llm.requests[0].json["model"] == "fake-model"
+    assert "wrote" in capsys.readouterr().err
+
+
+def test_summary_of_an_unknown_session_exits_2(env, tmp_path, capsys):
+    env.setenv("NOTSOUND_LLM_API_KEY", CANARY)
+    assert main(["summary", "nope", "--out", str(tmp_path)]) == 2
+    assert "no session 'nope'" in capsys.readouterr().err
+
+
+def test_notes_without_a_key_writes_the_outline(env, session, capsys):
+    folder = session(6)
+    assert main(["-q", "notes", str(folder)]) == 0
+    assert "Extractive outline" in (folder / "notes.md").read_text()
+    assert capsys.readouterr().out.strip() == str(folder / "notes.md")
+
+
+def test_notes_with_the_loopback_server_writes_llm_notes(env, session, fake_llm):
+    folder = session(6)
+    env.setenv("DEEPSEEK_API_KEY", CANARY)
+    env.setenv("NOTSOUND_LLM_BASE_URL", fake_llm.url)
+    assert main(["-q", "notes", str(folder), "--every", "60"]) == 0
+    text = (folder / "notes.md").read_text()
+    assert "_Live notes by deepseek-chat" in text and text.count("\n## ") >= 4
+
+
+def test_notes_with_a_refused_key_exits_1_and_keeps_what_it_had(env, session, fake_llm, capsys):
+    folder = session(2)
+    env.setenv("DEEPSEEK_API_KEY", CANARY)
+    env.setenv("NOTSOUND_LLM_BASE_URL", fake_llm.url)
+    fake_llm.script = [401]
+    assert main(["-q", "notes", str(folder)]) == 1
+    assert "401" in capsys.readouterr().err
+    assert not (folder / "notes.md").exists()

@@ -1,0 +1,75 @@
+"""The extractive outline that keeps notes.md going without an LLM key."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from summarizer import NotesTask
+from summarizer.extractive import extractive_outline, terms
+from summarizer.files import NOTES
+from summarizer.transcript import Final
+
+from .conftest import CANARY, llm_settings, notes_settings
+from .synthetic import synthetic_finals, write_session
+
+
+def test_terms_skip_stop_words_and_use_cjk_bigrams():
+    assert terms("So the Learning rate is what we tune") == ["learning", "rate", "tune"]
+    assert terms("梯度下降的学习率") == ["梯度", "度下", "下降", "学习", "习率"]
+
+
+def test_the_most_informative_sentences_of_each_window_are_kept_in_order():
+    finals = [
+        Final(0, 0, 5, "Okay, so, yeah, right."),
+        Final(1, 10, 15, "The eigenvalue of the covariance matrix gives the variance of the principal component."),
+        Final(2, 20, 25, "Well, you know, that is it."),
+        Final(3, 30, 35, "Principal component analysis projects data onto eigenvectors."),
+        Final(4, 310, 315, "Next week: gradient descent and the learning rate."),
+        Final(5, 320, 325, "Gradient descent follows the negative gradient downhill."),
+    ]
+    outline = extractive_outline(finals, window_s=300, per_window=2)
+    assert [h.split(" · ")[0] for h, _ in outline] == ["00:00–05:00", "05:00–10:00"]
+    first = [s.text for s in outline[0][1]]
+    assert first == [finals[1].text, finals[3].text]
+    assert "gradient" in outline[1][0] and "principal" in outline[0][0]
+
+
+async def test_without_a_key_notes_md_is_an_extractive_outline_and_says_so_once(tmp_path):
+    folder = write_session(tmp_path / "s", synthetic_finals(22))
+    told: list[str] = []
+    task = NotesTask(folder, None, notes_settings(every_s=60), None, told.append)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(task.run(stop))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await runner
+    await task.flush()
+    text = (folder / NOTES).read_text()
+    assert text.startswith("# Lecture notes — s\n") and "DEEPSEEK_API_KEY" in text
+    windows = re.findall(r"^## (\d\d:\d\d)–(\d\d:\d\d) · (.+)$", text, re.M)
+    assert [w[0] for w in windows] == ["00:00", "05:00", "10:00", "15:00", "20:00"]
+    assert "gradient" in windows[0][2] and "backpropagation" in windows[2][2]  # topics last 10 min
+    assert len(re.findall(r"^- \[\d\d:\d\d\] ", text, re.M)) == 5 * 3
+    assert len(told) == 1 and "LLM notes are off" in told[0] and "DEEPSEEK_API_KEY" in told[0]
+
+
+async def test_a_key_added_later_replaces_the_outline_with_llm_notes(fake_llm, tmp_path):
+    folder = write_session(tmp_path / "s", synthetic_finals(4))
+    await NotesTask(folder, None, notes_settings(every_s=60)).flush()
+    assert "Extractive outline" in (folder / NOTES).read_text()
+    task = NotesTask(folder, llm_settings(fake_llm), notes_settings(every_s=60), CANARY)
+    await task.flush()
+    text = (folder / NOTES).read_text()
+    assert "Extractive outline" not in text and "_Live notes by deepseek-chat" in text
+    assert task.pending == 0 and len(task.state.sections) >= 2
+
+
+async def test_without_a_key_existing_llm_notes_are_kept(fake_llm, tmp_path):
+    folder = write_session(tmp_path / "s", synthetic_finals(3))
+    await NotesTask(folder, llm_settings(fake_llm), notes_settings(every_s=60), CANARY).flush()
+    before = (folder / NOTES).read_text()
+    told: list[str] = []
+    await NotesTask(folder, None, notes_settings(every_s=60), None, told.append).flush()
+    assert (folder / NOTES).read_text() == before
+    assert told and "keeps the LLM notes" in told[0]

@@ -19,7 +19,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,10 @@ def read_key(key_file: Path | None, env: dict[str, str] | None = None) -> str | 
             raise OSError(f"cannot read key file {key_file}: {exc.strerror}") from None
         return key[0].strip() if key else None
     return env.get("NOTSOUND_KEY") or None
+
+
+#: ``notes(session_dir, stop, notify)``: keeps ``notes.md`` current until ``stop``, then finishes it
+NotesRunner = Callable[[Path, asyncio.Event, Callable[[str], None]], Awaitable[None]]
 
 
 class _EventLog:
@@ -244,7 +248,7 @@ def _install_signals(run: LiveRun, main: asyncio.Task) -> Callable[[], None]:
 
 async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
                    view: CaptionView | None = None,
-                   notes: Callable[[Path, asyncio.Event], Any] | None = None,
+                   notes: NotesRunner | None = None,
                    source: Any = None) -> LiveResult:
     """Caption until the input ends or a signal stops it; returns what happened."""
     run = LiveRun(settings, worker_settings, view)
@@ -281,7 +285,7 @@ async def _embedded_worker(stack: contextlib.AsyncExitStack, settings: WorkerSet
 
 
 async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
-                  notes: Callable[[Path, asyncio.Event], Any] | None) -> None:
+                  notes: NotesRunner | None) -> None:
     settings = run.settings
     client = StreamClient(
         ClientOptions(url=url, session=run.session_dir.name, key=key,
@@ -296,9 +300,10 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
         client.resend(item.utt, item.start, item.pcm)
         run.offset = max(run.offset, item.start + len(item.pcm) / 16000)
         run.first_utt = max(run.first_utt, item.utt + 1)
-    client_stop = asyncio.Event()
+    client_stop, notes_stop = asyncio.Event(), asyncio.Event()
     client_task = asyncio.create_task(client.run(client_stop))
-    notes_task = asyncio.create_task(notes(run.session_dir, run.stop)) if notes else None
+    notes_task = (asyncio.create_task(notes(run.session_dir, notes_stop, run.view.notice))
+                  if notes else None)
     try:
         pump = asyncio.create_task(run.pump(source))
         done, _ = await asyncio.wait({pump, client_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -318,7 +323,9 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
         client_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await client_task
-        if notes_task is not None:
+        if notes_task is not None:  # the last update sees every final journaled above
+            notes_stop.set()
+            run.view.set_state("draining", "updating notes.md")
             with contextlib.suppress(asyncio.CancelledError):
                 await notes_task
         run.result.owed = client.owed

@@ -22,6 +22,9 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+#: at the end of ``live``, how long the last notes update may take
+NOTES_FLUSH_TIMEOUT_S = 90.0
+
 
 class CommandError(Exception):
     """A failure to report as one line on stderr with an exit code (no traceback)."""
@@ -170,8 +173,24 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
 
 
 def _notes_runner(settings, toml: dict):
-    """The notes task for ``live``, or None when notes are off."""
-    return None
+    """The notes task for ``live`` (LLM notes with a key, an extractive outline without), or None."""
+    if not settings.notes:
+        return None
+    from summarizer import LLMSettings, NotesSettings, NotesTask, resolve_api_key
+
+    llm = build_settings(LLMSettings, "llm", toml=toml)
+    notes = build_settings(NotesSettings, "notes", toml=toml)
+    key = resolve_api_key(llm)
+
+    async def keep_notes(session_dir: Path, stop: asyncio.Event, notify) -> None:
+        task = NotesTask(session_dir, llm, notes, key, notify)
+        try:
+            await task.run(stop)
+            await asyncio.wait_for(task.flush(), NOTES_FLUSH_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            notify(f"notes.md is not complete yet: run `notsound notes {session_dir}` to finish it")
+
+    return keep_notes
 
 
 # -- devices -----------------------------------------------------------------

@@ -219,3 +219,45 @@ def test_journal_never_duplicates_and_skips_torn_line(tmp_path):
     again.close()
     assert [c.text for c in read_transcript(tmp_path / "transcript.jsonl")] == ["a", "b"]
     assert np.all(np.array([len(line) for line in (tmp_path / "transcript.jsonl").read_bytes().split(b"\n")[:-1]]) > 0)
+
+
+def _live_cli(wav: Path, out: Path, session: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "live.cli", "live", "--input", str(wav), "--fast", "--engine", "fake",
+         "--out", str(out), "--session", session],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "NOTSOUND_CONFIG": str(out / "none.toml"), **env},
+    )
+
+
+def _llm_env(url: str, key: str) -> dict[str, str]:
+    return {"NOTSOUND_LLM_BASE_URL": url, "NOTSOUND_LLM_API_KEY": key, "NOTSOUND_LLM_MODEL": "test-model",
+            "NOTSOUND_LLM_DEADLINE_S": "20", "NOTSOUND_NOTES_POLL_S": "0.1", "DEEPSEEK_API_KEY": ""}
+
+
+def test_live_keeps_llm_notes_through_an_openai_compatible_server(lecture_wav, tmp_path):
+    from tests.summarizer.llm_server import FakeLLM
+
+    with FakeLLM() as llm:
+        proc = _live_cli(lecture_wav, tmp_path, "notes", _llm_env(llm.url, "sk-live-canary"))
+    assert proc.returncode == 0, proc.stderr
+    notes = (tmp_path / "notes" / "notes.md").read_text()
+    assert notes.startswith("# ") and "## " in notes
+    assert llm.answered, "the notes update went to the configured endpoint"
+    body = llm.answered[-1].json
+    assert body["model"] == "test-model" and "tools" not in body
+    sent = "".join(m["content"] for m in body["messages"])
+    assert "fake " in sent, "the journaled captions are what the notes are made from"
+    assert all("sk-live-canary" not in r.body.decode() for r in llm.requests)
+
+
+def test_live_with_a_refused_llm_key_still_captions_everything(lecture_wav, tmp_path):
+    from tests.summarizer.llm_server import FakeLLM
+
+    with FakeLLM(script=[401] * 10) as llm:
+        proc = _live_cli(lecture_wav, tmp_path, "refused", _llm_env(llm.url, "sk-bad"))
+    assert proc.returncode == 0, proc.stderr
+    captions = read_transcript(tmp_path / "refused" / "transcript.jsonl")
+    assert [c.utt for c in captions] == list(range(len(speech.PARAGRAPH)))
+    assert len(llm.requests) == 1, "a refused key stops LLM calls for the session"
+    assert "401" in proc.stderr or "refused" in proc.stderr.lower() or "key" in proc.stderr.lower()

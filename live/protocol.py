@@ -281,9 +281,12 @@ def decode(frame: str | bytes, *, allowed: frozenset[str] | None = None) -> Mess
         return data
     if not isinstance(frame, str):
         raise ProtocolError(f"frame of type {type(frame).__name__} is neither text nor bytes")
-    if len(frame) > MAX_TEXT_FRAME_BYTES:
+    # A character is 1-4 bytes in UTF-8: encode only when the length is in doubt.
+    if len(frame) > MAX_TEXT_FRAME_BYTES or (
+        len(frame) * 4 > MAX_TEXT_FRAME_BYTES and len(frame.encode("utf-8", "surrogatepass")) > MAX_TEXT_FRAME_BYTES
+    ):
         raise ProtocolError(
-            f"text frame of {len(frame)} characters is over the limit of {MAX_TEXT_FRAME_BYTES}",
+            f"text frame is over the limit of {MAX_TEXT_FRAME_BYTES} bytes",
             code="frame_too_large",
             close_code=CLOSE_FRAME_TOO_LARGE,
         )

@@ -383,3 +383,10 @@ def test_arbitrary_json_values_raise_only_protocol_error(obj):
 @given(_message_like)
 def test_json_objects_with_a_valid_type_raise_only_protocol_error(obj):
     _only_protocol_errors(json.dumps(obj))
+
+
+def test_text_frame_limit_counts_utf8_bytes_not_characters():
+    text = "讲" * (MAX_TEXT_FRAME_BYTES // 3 + 10)  # fewer characters than the limit, more bytes
+    frame = '{"type":"partial","utt":1,"text":"' + text + '"}'
+    assert len(frame) < MAX_TEXT_FRAME_BYTES
+    assert _raises(frame).code == "frame_too_large"

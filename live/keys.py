@@ -36,7 +36,6 @@ import os
 import re
 import secrets
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -44,6 +43,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from .files import write_atomic
 
 __all__ = [
     "KeyRecord", "KeyStore", "KeyStoreError", "default_state_dir", "parse_key_id", "is_key_id",
@@ -251,7 +252,7 @@ class KeyStore:
             self._flushed_at = time.monotonic()
             try:
                 self._ensure_dir()
-                _write_atomic(self.usage_path, json.dumps(doc).encode(), durable=False)
+                write_atomic(self.usage_path, json.dumps(doc).encode(), durable=False)
             except (OSError, KeyStoreError) as exc:
                 log.warning("could not write usage file %s: %s", self.usage_path, exc)
                 return
@@ -301,7 +302,7 @@ class KeyStore:
                  for r, digest in keys.values()]
         data = json.dumps({"version": FILE_VERSION, "keys": items}, indent=1).encode()
         try:
-            _write_atomic(self.path, data)
+            write_atomic(self.path, data)
             signature = _signature(os.stat(self.path))
         except OSError as exc:
             raise KeyStoreError(f"cannot write {self.path}: {exc}") from exc
@@ -365,29 +366,6 @@ def _check_max_streams(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STREAMS_LIMIT:
         raise ValueError(f"max_streams must be a whole number from 0 to {MAX_STREAMS_LIMIT} "
                          "(0: the worker's default)")
-
-
-def _write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` (mode 0600): temp file in the same folder, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        with contextlib.suppress(OSError):  # not every file system can fsync a folder
-            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
 
 def _parse_keys_file(data: bytes, path: Path) -> dict[str, tuple[KeyRecord, str]]:

@@ -9,6 +9,11 @@ Child processes inherit both variables, so ``notsound live --device pulse``
 started from a test records the sink too. PortAudio scans devices once, when
 sounddevice is imported, so the fixture re-initialises it after the daemon is
 up and again after it is gone.
+
+Seen here: about every other time a stream on the ALSA ``pulse`` device is
+opened, the plugin delivers its first period only after ~2 s and drops what
+the sink played meanwhile; start playing once the recorder has received audio
+(or a few seconds after it opened the device).
 """
 
 from __future__ import annotations

@@ -278,8 +278,7 @@ async def _embedded_worker(stack: contextlib.AsyncExitStack, settings: WorkerSet
     """A worker on loopback in this process, guarded by a random key of this process alone."""
     state = stack.enter_context(tempfile.TemporaryDirectory(prefix="notsound-keys-"))
     keys = KeyStore(state)
-    key = keys.ensure_admin()
-    assert key is not None
+    _, key = keys.create(name="embedded")
     worker = await stack.enter_async_context(Worker(settings, keys=keys))
     return worker.url, key
 

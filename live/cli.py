@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -166,9 +167,10 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
                               audio_rate=0.0 if settings.fast else None)
     notes = _notes_runner(settings, toml)
     result = asyncio.run(run_live(settings, worker, notes=notes))
-    print(f"session folder: {result.session_dir}  ({result.finals} new captions"
-          + (f", {result.owed} still owed: run the same session again to send them" if result.owed else "")
-          + ")", file=sys.stderr)
+    latency = f", caption latency p50 {statistics.median(result.latencies):.2f} s" if result.latencies else ""
+    owed = f", {result.owed} still owed: run the same session again to send them" if result.owed else ""
+    print(f"session folder: {result.session_dir}  ({result.finals} new captions{latency}{owed})",
+          file=sys.stderr)
     return EXIT_OK
 
 

@@ -15,6 +15,8 @@ code   name                        meaning
 =====  ==========================  =============================================
 1000   CLOSE_NORMAL                ``bye`` handled, every owed final delivered
 1001   CLOSE_GOING_AWAY            worker shutting down; finals owed were sent
+1007   (websockets)                a text frame that is not UTF-8
+1009   (websockets)                a frame larger than the worker reads at all
 4000   CLOSE_PROTOCOL_ERROR        malformed frame or message out of order
 4001   CLOSE_UNSUPPORTED_VERSION   ``hello.protocol`` is not 1
 4002   CLOSE_FRAME_TOO_LARGE       text or audio frame over its size limit

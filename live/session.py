@@ -41,6 +41,9 @@ from .scheduler import Scheduler
 
 __all__ = ["StreamLimits", "StreamSession"]
 
+#: messages waiting to be sent beyond which new partials are dropped
+PARTIAL_BACKLOG = 4
+
 log = logging.getLogger(__name__)
 
 
@@ -112,6 +115,7 @@ class StreamSession:
         self._outbox: asyncio.Queue[Message | None] = asyncio.Queue()
         self._sender: asyncio.Task | None = None
         self._closing = False
+        self._progress = asyncio.Event()  # set by the sender after each message it sent
         self._audio_bucket = TokenBucket(limits.audio_rate, limits.audio_burst_s)
         self._message_bucket = TokenBucket(limits.messages_per_s, limits.message_burst)
 
@@ -140,7 +144,7 @@ class StreamSession:
             try:
                 frame = await asyncio.wait_for(self.ws.recv(), idle)
             except asyncio.TimeoutError:
-                await self._fail("idle", f"nothing received for {idle:g} s", CLOSE_IDLE)
+                await self._fail("idle", f"nothing received for {idle:g} s", CLOSE_IDLE, discard=True)
                 return
             try:
                 if not self._message_bucket.take():
@@ -149,12 +153,27 @@ class StreamSession:
                         code="rate_limited", close_code=CLOSE_RATE_LIMITED)
                 done = await self._dispatch(decode_client(frame))
             except ProtocolError as exc:
-                await self._fail(exc.code, str(exc), exc.close_code)
+                await self._fail(exc.code, str(exc), exc.close_code, discard=True)
                 return
             if done:
                 return
-            if len(self.owed) >= self.limits.max_owed:
-                await asyncio.wait(list(self.owed.values()), return_when=asyncio.FIRST_COMPLETED)
+            await self._wait_for_room()
+
+    @property
+    def backlog(self) -> int:
+        """Finals owed: still being transcribed, or transcribed and not yet sent."""
+        return len(self.owed) + self._outbox.qsize()
+
+    async def _wait_for_room(self) -> None:
+        """Stop reading while ``max_owed`` finals are owed (a client that does not read its
+        finals is throttled by TCP instead of being buffered without bound)."""
+        while self.backlog >= self.limits.max_owed and self._sender is not None and not self._sender.done():
+            self._progress.clear()
+            waiters = [self._sender, asyncio.ensure_future(self._progress.wait()), *self.owed.values()]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiters[1].cancel()
 
     async def _dispatch(self, msg: Message | bytes) -> bool:
         """Handle one message; True when the stream is over."""
@@ -231,7 +250,8 @@ class StreamSession:
 
     def _request_partial(self, utt: _Utterance) -> None:
         def deliver(result: Transcript) -> None:
-            if self.open is utt and result.text:
+            # A partial is only worth sending to a client that keeps up with what it is sent.
+            if self.open is utt and result.text and self._outbox.qsize() < PARTIAL_BACKLOG:
                 self._outbox.put_nowait(Partial(utt=utt.utt, text=result.text))
 
         self.scheduler.request_partial(
@@ -269,6 +289,7 @@ class StreamSession:
                 await self.ws.send(encode(msg))
             except ConnectionClosed:
                 return
+            self._progress.set()
 
     # -- endings -----------------------------------------------------------
 
@@ -297,12 +318,32 @@ class StreamSession:
             self._sender = asyncio.create_task(self._send_loop())
         await self._fail(code, message, close_code)
 
-    async def _fail(self, code: str, message: str, close_code: int = CLOSE_PROTOCOL_ERROR) -> None:
+    async def _fail(self, code: str, message: str, close_code: int = CLOSE_PROTOCOL_ERROR,
+                    discard: bool = False) -> None:
+        """Send ``error`` and close. ``discard`` (only from the read loop, the one reader):
+        keep reading and dropping frames meanwhile, so that websockets, which stops reading
+        when its queue is full, still sees the client's close frame."""
         log.warning("stream %s: %s (%s); closing %d", self.name, message, code, close_code)
         self._outbox.put_nowait(Error(code=code, message=message))
         await self._flush_outbox()
+        closing = asyncio.create_task(self.ws.close(close_code, code[:100]))
+        drain = None
+        if discard:
+            # Our close frame goes out first, so nothing read afterwards can change the close code.
+            while self.ws.protocol.close_sent is None and not closing.done():
+                await asyncio.sleep(0.005)
+            drain = asyncio.create_task(self._discard_incoming())
+        try:
+            with contextlib.suppress(ConnectionClosed):
+                await closing
+        finally:
+            if drain is not None:
+                drain.cancel()
+
+    async def _discard_incoming(self) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await self.ws.close(close_code, code[:100])
+            async for _ in self.ws:
+                pass
 
     async def _teardown(self) -> None:
         me = id(self)

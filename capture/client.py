@@ -9,7 +9,6 @@ utterance still owed a final, with the same numbers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import ssl
@@ -133,7 +132,7 @@ class StreamClient:
         self._progress = asyncio.Event()  # a final arrived: backpressure waiters look again
         self._settled = asyncio.Event()  # set whenever nothing is pending
         self._settled.set()
-        self._closing = False
+        self._tasks: list[asyncio.Task] = []  # receiver and sender of the live connection
 
     # -- producer side -------------------------------------------------------
 
@@ -236,8 +235,10 @@ class StreamClient:
         if self.stats.connects > 1:
             self.stats.resent_utterances += len(self.pending)
         self.on_state("live", f"{first.engine} {first.model}")
+        await self._reap()  # whatever an earlier connection left running stops first
         receiver = asyncio.create_task(self._receive(ws))
         sender = asyncio.create_task(self._send(ws, stop))
+        self._tasks = [receiver, sender]
         try:
             done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -247,10 +248,14 @@ class StreamClient:
                 await ws.send(encode(Bye()))
                 await asyncio.wait_for(receiver, 10)
         finally:
-            for task in (receiver, sender):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await task
+            await self._reap()
+
+    async def _reap(self) -> None:
+        """Cancel this client's connection tasks and wait until they are gone."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _send(self, ws: ClientConnection, stop: asyncio.Event) -> None:
         """Stream pending utterances in order; return once stopped and settled."""

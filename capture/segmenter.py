@@ -14,11 +14,13 @@ input and its chunks concatenate to ``Utterance.pcm``; utterances never
 overlap; an utterance is at most ``max_utterance_s`` long, and when speech
 goes on past that, it is cut at the quietest point of the last
 ``split_search_s`` and the next utterance starts exactly at the cut (nothing
-lost). After the speech stops, the end event comes at most
-``max(pad_s, min_silence_s)`` (plus one 32 ms VAD window and the block size)
-later. Only audio that is certain to belong to the open utterance is streamed:
-the padding after the last speech heard, and nothing inside the
-``split_search_s`` window before the length limit until the split is decided.
+lost). The padding after an utterance stops where the next speech starts, so
+an utterance never holds the start of the next one. After the speech stops,
+the end event comes at most ``max(pad_s, min_silence_s)`` (plus one 32 ms VAD
+window and the block size) later. Only audio that is certain to belong to the
+open utterance is streamed: scored padding after the last speech heard, and
+nothing inside the ``split_search_s`` window before the length limit until the
+split is decided.
 
 Cost: one Silero call per 32 ms window, about 5 ms of CPU per second of
 audio with the ONNX model (see :mod:`capture.vad`); the bookkeeping here is
@@ -266,6 +268,13 @@ class Segmenter:
             and self._scored - self._silence_start >= self._min_silence
         )
         opened = self._open
+        if opened is not None and opened.end_target is not None and self._onset is not None:
+            # Speech came back inside the post-padding (a pause of at least min_silence_s
+            # but shorter than pad_s): the padding stops where the new speech starts, so
+            # that speech is not swallowed by this utterance and the next one, which
+            # starts here, holds it. Audio up to ``sent`` is scored silence (see
+            # _safe_end), so nothing streamed is taken back.
+            opened.end_target = min(opened.end_target, max(self._onset, opened.sent))
         if opened is not None and opened.end_target is None:
             if paused:
                 opened.end_target = min(self._speech_end + self._pad, opened.start + self._max)
@@ -312,12 +321,16 @@ class Segmenter:
         self._stream(events)
 
     def _safe_end(self) -> int:
-        """How far the open utterance's audio is certain to reach."""
+        """How far the open utterance's audio is certain to reach.
+
+        Never past the audio the VAD has scored: unscored samples after the last
+        speech may be the onset of the next utterance, which cuts the padding short.
+        """
         opened = self._open
         if opened.end_target is not None:
-            return min(opened.end_target, self._fed)
+            return min(opened.end_target, self._scored)
         reach = min(self._speech_end + self._pad, opened.start + self._max - self._search)
-        return min(reach, self._fed)
+        return min(reach, self._scored)
 
     def _stream(self, events: list[Event]) -> None:
         opened = self._open
@@ -332,8 +345,8 @@ class Segmenter:
 
     def _try_close(self, events: list[Event], split: bool = False) -> None:
         opened = self._open
-        if opened is None or opened.end_target is None or self._fed < opened.end_target:
-            return
+        if opened is None or opened.end_target is None or self._scored < opened.end_target:
+            return  # not before its audio is scored: speech there would cut it shorter
         self._stream(events)
         pcm = np.concatenate(opened.chunks) if opened.chunks else np.zeros(0, dtype=np.int16)
         end = opened.end_target

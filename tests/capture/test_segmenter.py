@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from capture.segmenter import (
@@ -237,6 +237,19 @@ def test_flush_closes_an_utterance_still_being_spoken():
     pad_s=st.sampled_from([0.0, 0.2, 0.7]),
     min_silence_s=st.sampled_from([0.1, 0.5]),
 )
+# Speech that starts inside the previous utterance's padding (pause >= min_silence_s
+# but < pad_s): the previous utterance used to keep all its padding, so the new run
+# became an utterance of the silence after it (CI), or an empty one at flush().
+@example(
+    runs=[(2.615390367073905, 6.730647448756657), (0.0, 1.0), (0.1875, 0.5)],
+    block=1,
+    max_s=2.0,
+    pad_s=0.7,
+    min_silence_s=0.1,
+)
+@example(
+    runs=[(0.5, 1.0), (0.2, 0.45), (2.0, 0.02)], block=1, max_s=20.0, pad_s=0.7, min_silence_s=0.1
+)
 def test_utterances_are_exact_disjoint_and_bounded(runs, block, max_s, pad_s, min_silence_s):
     pcm = np.concatenate([np.concatenate([silence(quiet), tone(loud)]) for quiet, loud in runs])
     options = VadOptions(
@@ -246,7 +259,7 @@ def test_utterances_are_exact_disjoint_and_bounded(runs, block, max_s, pad_s, mi
     utts = utterances(events)
     end = -1.0
     for u in utts:
-        assert u.start >= end and u.end - u.start <= max_s + 1e-9
+        assert u.start >= end and 0 < u.end - u.start <= max_s + 1e-9
         np.testing.assert_array_equal(u.pcm, pcm[samples(u.start) : samples(u.end)])
         streamed = [e.pcm for e in events if isinstance(e, UtteranceAudio) and e.utt == u.utt]
         np.testing.assert_array_equal(np.concatenate(streamed or [u.pcm[:0]]), u.pcm)

@@ -279,7 +279,7 @@ async def _embedded_worker(stack: contextlib.AsyncExitStack, settings: WorkerSet
     state = stack.enter_context(tempfile.TemporaryDirectory(prefix="notsound-keys-"))
     keys = KeyStore(state)
     _, key = keys.create(name="embedded")
-    worker = await stack.enter_async_context(Worker(settings, keys=keys))
+    worker = await stack.enter_async_context(Worker(settings, keys=keys, mint_admin=False))
     return worker.url, key
 
 

@@ -139,6 +139,8 @@ class Worker:
     engine: Engine | None = None
     keys: KeyStore | None = None
     request_hook: RequestHook | None = None
+    #: create an admin key on first start when the key store has none (``notsound serve``)
+    mint_admin: bool = True
     #: plaintext admin key minted on first start (shown once by ``run_serve``)
     new_admin_key: str | None = field(default=None, init=False)
     sessions: set[StreamSession] = field(default_factory=set, init=False)
@@ -158,7 +160,7 @@ class Worker:
         ssl_context = self._ssl_context()
         if self.settings.auth and self.keys is None:
             self.keys = KeyStore(self.settings.state_dir or None)
-        if self.keys is not None:
+        if self.keys is not None and self.mint_admin:
             self.new_admin_key = await asyncio.to_thread(self.keys.ensure_admin)
         if self.engine is None:
             self.engine = create_engine(self.settings.engine, self.settings.engine_options())

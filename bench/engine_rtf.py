@@ -17,54 +17,18 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
-from models import EngineError, EngineOptions, create_engine, engine_names
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SAMPLE_RATE = 16_000
+from bench.speech import SENTENCES, missing_tools, synth, utterance  # noqa: E402
+from models import EngineError, EngineOptions, create_engine, engine_names  # noqa: E402
+
 OUT_DIR = Path(__file__).resolve().parent / "out"
-SENTENCES = [
-    "Good morning everyone, today we talk about the water cycle.",
-    "Water evaporates from the oceans and rises into the sky.",
-    "In the cold air it condenses into small drops and forms clouds.",
-    "When the drops become heavy they fall back to the ground as rain.",
-]
-GAP_S = 0.3
-
-
-def synth(text: str, workdir: Path) -> np.ndarray:
-    """``text`` spoken by espeak-ng as int16 samples at 16 kHz mono."""
-    raw, wav = workdir / "raw.wav", workdir / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
-    subprocess.run(
-        ["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(wav)], check=True
-    )
-    with wave.open(str(wav), "rb") as wf:
-        return np.frombuffer(wf.readframes(wf.getnframes()), dtype=np.int16).copy()
-
-
-def utterance(seconds: float, sentences: list[np.ndarray]) -> np.ndarray:
-    """Whole sentences (at least one) that fit in ``seconds``, padded with silence to it."""
-    target = int(round(seconds * SAMPLE_RATE))
-    gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.int16)
-    parts: list[np.ndarray] = []
-    used = 0
-    for sentence in sentences * 10:
-        extra = len(sentence) + (len(gap) if parts else 0)
-        if parts and used + extra > target:
-            break
-        parts += [gap, sentence] if parts else [sentence]
-        used += extra
-    audio = np.concatenate(parts)[:target]
-    return np.pad(audio, (0, target - len(audio)))
 
 
 def time_engine(args: argparse.Namespace, clips: dict[float, np.ndarray]) -> dict:
@@ -125,12 +89,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
+    missing = missing_tools()
     if missing:
         print(f"needs {' and '.join(missing)} (apt-get install espeak-ng sox)", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as tmp:
-        sentences = [synth(text, Path(tmp)) for text in SENTENCES]
+    sentences = [synth(text) for text in SENTENCES]
     lengths = [float(x) for x in args.lengths.split(",")]
     clips = {seconds: utterance(seconds, sentences) for seconds in lengths}
     try:

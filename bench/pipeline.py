@@ -1,0 +1,171 @@
+"""Parts 1 and 3: real-time lectures through the whole path, timed at the client.
+
+Each stream is ``notsound live`` as a user runs it (:func:`live.app.run_live`):
+a :class:`~capture.sources.FileSource` paced at real time, Silero VAD, the
+WebSocket client, and the worker in its own process. ``--events`` gives the
+arrival time ``t`` of every partial and final in session-audio seconds (the
+clock starts when the source starts), so for one utterance:
+
+- final latency = ``t(final) - (end - pad_s)``: from the end of speech (the
+  final's ``end`` minus the VAD's 0.2 s end padding) to the final at the
+  client. It contains the VAD hangover (``min_silence_s`` = 0.5 s of silence
+  before an utterance is declared over), the engine time, and the overhead.
+- first partial = ``t(first partial) - (start + pad_s)``: from the speech
+  onset (the start minus its 0.2 s padding) to the first partial text.
+- partial interval: gaps between consecutive partials of one utterance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from bench.speech import read_wav
+from bench.worker import WorkerProcess
+from capture.vad import VadOptions
+from live.app import LiveSettings, run_live
+from live.server import WorkerSettings
+from live.view import CaptionView
+
+__all__ = ["PAD_S", "MIN_SILENCE_S", "run_streams", "analyse", "latency_part", "concurrency_part",
+           "summary"]
+
+PAD_S = VadOptions().pad_s
+MIN_SILENCE_S = VadOptions().min_silence_s
+
+
+def summary(values: list[float]) -> dict:
+    """p50, p95, max and mean of ``values`` (None when empty)."""
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "max": None, "mean": None}
+    arr = np.asarray(values, dtype=float)
+    return {"n": len(values), "p50": round(float(np.percentile(arr, 50)), 3),
+            "p95": round(float(np.percentile(arr, 95)), 3), "max": round(float(arr.max()), 3),
+            "mean": round(float(arr.mean()), 3)}
+
+
+def _quiet_view() -> CaptionView:
+    return CaptionView(console=Console(file=io.StringIO(), width=100), plain=True)
+
+
+async def run_streams(url: str, key_file: Path, wavs: list[Path], workdir: Path) -> list[list[dict]]:
+    """Play every WAV at real time as its own stream at once; their event rows."""
+    shutil.rmtree(workdir / "sessions", ignore_errors=True)  # a session of the same name would resume
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = [workdir / f"events-{k}.jsonl" for k in range(len(wavs))]
+    runs = []
+    for k, wav in enumerate(wavs):
+        paths[k].unlink(missing_ok=True)
+        settings = LiveSettings(server=url, input=wav, fast=False, events=paths[k], key_file=key_file,
+                                out=workdir / "sessions", session=f"{workdir.name}-{k}",
+                                plain=True, notes=False)
+        runs.append(run_live(settings, WorkerSettings(), view=_quiet_view()))
+    results = await asyncio.gather(*runs)
+    for k, result in enumerate(results):
+        if result.owed:
+            raise RuntimeError(f"stream {k} ended with {result.owed} finals owed")
+    return [[json.loads(line) for line in p.read_text().splitlines() if line.strip()] for p in paths]
+
+
+def analyse(rows: list[dict]) -> list[dict]:
+    """One record per final of a stream: its times and latencies (see module doc)."""
+    partials: dict[int, list[float]] = {}
+    for row in rows:
+        if row["type"] == "partial":
+            partials.setdefault(row["utt"], []).append(row["t"])
+    out = []
+    for row in rows:
+        if row["type"] != "final":
+            continue
+        times = partials.get(row["utt"], [])
+        out.append({
+            "utt": row["utt"], "start": row["start"], "end": row["end"],
+            "duration_s": round(row["end"] - row["start"], 3),
+            "final_latency_s": round(row["t"] - (row["end"] - PAD_S), 3),
+            "first_partial_s": round(times[0] - (row["start"] + PAD_S), 3) if times else None,
+            "partials": len(times),
+            "partial_gaps_s": [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)],
+        })
+    return out
+
+
+def _stream_stats(per_utt: list[dict]) -> dict:
+    gaps = [g for u in per_utt for g in u["partial_gaps_s"]]
+    first = [u["first_partial_s"] for u in per_utt if u["first_partial_s"] is not None]
+    return {
+        "utterances": len(per_utt),
+        "final_latency_s": summary([u["final_latency_s"] for u in per_utt]),
+        "first_partial_s": summary(first),
+        "utterances_with_partials": len(first),
+        "partial_interval_s": summary(gaps),
+    }
+
+
+def _play(worker: WorkerProcess, wavs: list[Path], workdir: Path) -> tuple[list[list[dict]], dict]:
+    meter = worker.meter()
+    streams = asyncio.run(run_streams(worker.url, worker.key_file, wavs, workdir))
+    usage = meter.stop()
+    return [analyse(rows) for rows in streams], usage.as_dict()
+
+
+def latency_part(worker: WorkerProcess, wav: Path, workdir: Path) -> dict:
+    """Part 1: one real-time stream of the lecture."""
+    (per_utt,), usage = _play(worker, [wav], workdir)
+    return {**_stream_stats(per_utt), "worker": usage, "per_utterance": per_utt}
+
+
+def concurrency_part(worker: WorkerProcess, wavs_for: Callable[[int], list[Path]], workdir: Path,
+                     levels: list[int], limit_s: float = 2.0,
+                     log: Callable[[str], None] = print,
+                     time_left: Callable[[], float] = lambda: float("inf")) -> dict:
+    """Part 3: ``n`` simultaneous real-time streams for each level until p95 passes ``limit_s``.
+
+    A level is skipped (and the search ends) when ``time_left()`` is shorter
+    than its lectures plus 20 s.
+    """
+    rows = []
+    holds = None
+    skipped = None
+    for n in levels:
+        needed = max(len(read_wav(p)) for p in wavs_for(n)) / 16000 + 20
+        if time_left() < needed:
+            skipped = n
+            log(f"    {n} streams: skipped, the time budget is spent")
+            break
+        per_stream, usage = _play(worker, wavs_for(n), workdir / f"streams-{n}")
+        merged = [u for s in per_stream for u in s]
+        stats = _stream_stats(merged)
+        p95 = stats["final_latency_s"]["p95"]
+        ok = p95 is not None and p95 <= limit_s
+        rows.append({"streams": n, "holds": ok, **stats, "worker": usage})
+        log(f"    {n} streams: p95 final latency {p95} s, worker {usage['cores']:.2f} cores"
+            f" -> {'holds' if ok else 'fails'}")
+        if not ok:
+            break
+        holds = n
+    result = {"limit_p95_s": limit_s, "levels": rows, "max_streams": holds}
+    if skipped is not None:
+        result["skipped_from"] = skipped
+    return result
+
+
+@contextlib.contextmanager
+def quiet_logs():
+    """Keep the client's reconnect chatter and the like out of the bench's table."""
+    import logging
+
+    previous = logging.root.level
+    logging.basicConfig(level=logging.ERROR)
+    logging.root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.root.setLevel(previous)

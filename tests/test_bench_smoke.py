@@ -1,0 +1,114 @@
+"""Smoke test of ``make bench``'s building blocks: fake engine, a few seconds of espeak-ng speech.
+
+Asserts the shape of the report and values that must hold whatever the
+machine's speed (counts, orderings, signs); never a timing bound.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bench import run, speech
+from bench.engines import EngineSpec
+from bench.offline import cut_utterances, throughput_part
+from bench.pipeline import concurrency_part
+from bench.report import print_report
+from bench.worker import WorkerProcess
+from models import EngineOptions, create_engine
+
+pytestmark = pytest.mark.skipif(bool(speech.missing_tools()), reason="espeak-ng and sox are required")
+
+TEXTS = ["Water evaporates from the oceans.", "Let us look at a diagram."]
+
+
+def test_bench_main_writes_a_report_with_every_part(tmp_path: Path):
+    out = tmp_path / "bench.json"
+    code = run.main(["--engines", "fake", "--parts", "latency,engine,concurrency,memory,gpu",
+                     "--sentences", "2", "--memory-mark-s", "30", "--memory-sensevoice-mark-s", "0",
+                     "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert {"meta", "targets", "models", "engines", "memory", "gpu", "speech"} <= report.keys()
+    assert report["meta"]["runtime_s"] > 0 and report["meta"]["json"] == str(out)
+    assert report["speech"]["utterances"] == 2
+    fake = report["engines"]["fake"]
+    latency = fake["latency"]
+    assert latency["utterances"] == 2
+    final = latency["final_latency_s"]
+    assert 0 < final["p50"] <= final["p95"] <= final["max"] < 30
+    assert latency["worker"]["cpu_s"] >= 0 and latency["worker"]["rss_mb"] > 0
+    assert [u["utt"] for u in latency["per_utterance"]] == [0, 1]
+    assert fake["engine"]["utterances"] == 2 and fake["engine"]["audio_s"] > 3
+    assert fake["overhead"]["matched"] == 2
+    assert "concurrency" not in fake, "the fake engines are only latency baselines"
+    paced = report["engines"]["fake-rtf0.06"]
+    assert paced["latency"]["utterances"] == 2 and paced["overhead"]["matched"] == 2
+    assert paced["engine"]["engine_s"]["p50"] > fake["engine"]["engine_s"]["p50"]
+    memory = report["memory"]["fake"]
+    assert len(memory["rss_at_marks_mb"]) == 3 and all(x > 0 for x in memory["rss_at_marks_mb"])
+    assert memory["audio_s"] >= 90 and isinstance(memory["growth_first_to_last_pct"], float)
+    assert report["gpu"]["line"]
+
+
+def test_batching_part_batches_finals_of_four_streams():
+    pcm = speech.lecture(TEXTS)
+    utterances = cut_utterances(pcm)
+    assert len(utterances) == 2
+    engine = create_engine("fake", EngineOptions(model="per_call=0.01"))
+    engine.load()
+    result = throughput_part(engine, utterances, streams=4, per_stream=2)
+    assert result["utterances"] == 8
+    assert result["one_at_a_time"]["largest_batch"] == 1
+    assert result["one_at_a_time"]["engine_calls"] == 8
+    assert result["batched"]["largest_batch"] > 1
+    assert result["one_at_a_time"]["audio_s"] == result["batched"]["audio_s"] > 0
+    assert result["ratio"] > 0
+
+
+def test_concurrency_part_reports_each_level_until_the_limit(tmp_path: Path):
+    wav = speech.write_wav(tmp_path / "short.wav", speech.lecture(TEXTS[:1], tail_s=0.8))
+    with WorkerProcess(EngineSpec("fake", "fake")) as worker:
+        result = concurrency_part(worker, lambda n: [wav] * n, tmp_path, [1, 2], log=lambda m: None)
+    assert [lv["streams"] for lv in result["levels"]] == [1, 2]
+    assert all(lv["utterances"] == lv["streams"] for lv in result["levels"])
+    assert result["max_streams"] == 2 and result["levels"][-1]["holds"]
+
+
+def test_report_prints_every_table():
+    report = json.loads(json.dumps(_sample_report()))
+    console = Console(file=io.StringIO(), width=200)
+    print_report(report, console)
+    text = console.file.getvalue()
+    for title in ("1. Pipeline latency", "2. Engine alone", "3. Concurrent", "4. Batched", "5. Worker memory"):
+        assert title in text
+    assert "GPU: not available here" in text
+
+
+def _sample_report() -> dict:
+    lat = {"n": 3, "p50": 1.0, "p95": 1.2, "max": 1.3, "mean": 1.1}
+    worker = {"wall_s": 10, "cpu_s": 2, "cores": 0.2, "rss_mb": 100}
+    latency = {"utterances": 3, "final_latency_s": lat, "first_partial_s": lat,
+               "partial_interval_s": lat, "worker": worker}
+    feed = {"audio_s_per_s": 10.0, "largest_batch": 4}
+    return {
+        "engines": {"sensevoice-full-int8": {
+            "latency": latency,
+            "engine": {"engine_s": lat, "rtf": 0.1},
+            "overhead": {"overhead_s": lat, "ratio": 0.05, "ratio_median": 0.04},
+            "concurrency": {"levels": [{"streams": 2, "final_latency_s": lat, "worker": worker}],
+                            "max_streams": 2},
+            "batching": {"one_at_a_time": feed, "batched": {**feed, "audio_s_per_s": 14.0},
+                         "ratio": 1.4},
+        }},
+        "memory": {"fake": {"mark_s": 3600, "marks": 3, "audio_s": 10800, "wall_s": 5,
+                            "speedup_x_realtime": 2000, "rss_at_marks_mb": [40, 40, 40.1],
+                            "growth_first_to_last_pct": 0.25, "worker_cores": 0.3}},
+        "gpu": {"line": "not available here"},
+        "meta": {"machine": "test", "loadavg_start": [0], "loadavg_end": [0], "runtime_s": 1,
+                 "json": "bench.json"},
+    }

@@ -263,6 +263,8 @@ class StreamClient:
         bucket = TokenBucket(self.options.max_rate, self.options.burst_s)
         while True:
             self._changed.clear()
+            for utt in [u for u in sent if u not in self.pending]:  # finalized: forget
+                del sent[utt]
             for item in sorted(self.pending.values(), key=lambda p: p.utt):
                 if item.utt not in sent:
                     sent[item.utt] = [0, False]

@@ -12,6 +12,7 @@ import contextlib
 import http
 import ipaddress
 import logging
+import os
 import signal
 import ssl
 import time
@@ -52,7 +53,9 @@ class WorkerSettings:
         model: hub id, model name or local directory; empty for the engine default.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``fp32``, ``fp16`` or ``int8``.
-        threads: CPU threads for the engine; 0 keeps the library default.
+        threads: CPU threads for the engine; 0 for all cores but one, which stays
+            free for the event loop (and, in ``notsound live``, the capture side):
+            on 2 cores one engine thread halved the pipeline's overhead (make bench).
         warmup: run a short clip through the engine before accepting streams.
         partial_every_s: seconds of new audio between partials (stretches under load).
         batch_budget_s: most seconds of audio in one engine call.
@@ -102,7 +105,7 @@ class WorkerSettings:
             model=self.model or None,
             device=self.device,
             precision=self.precision,
-            threads=self.threads or None,
+            threads=self.threads or default_threads(),
         )
 
     def scheduler_options(self) -> SchedulerOptions:
@@ -328,6 +331,11 @@ class Worker:
         except (OSError, ssl.SSLError) as exc:
             raise WorkerError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
         return context
+
+
+def default_threads() -> int:
+    """Engine threads when none are configured: every core but one."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class WorkerError(RuntimeError):

@@ -110,7 +110,6 @@ class StreamSession:
         self.limits = limits
         self.hello: Hello | None = None
         self.open: _Utterance | None = None
-        self.finalized: set[int] = set()  # utts whose final is queued for sending
         self.owed: dict[int, asyncio.Task] = {}
         self._outbox: asyncio.Queue[Message | None] = asyncio.Queue()
         self._sender: asyncio.Task | None = None
@@ -208,7 +207,6 @@ class StreamSession:
             raise ProtocolError(f"start of {msg.utt} while {self.open.utt} is open", code="utterance_open")
         if self._closing:
             raise ProtocolError("worker is shutting down", code="shutting_down", close_code=CLOSE_GOING_AWAY)
-        self.finalized.discard(msg.utt)  # a resent utterance is owed a final again
         self.open = _Utterance(msg.utt, msg.t)
 
     def _on_audio(self, data: bytes) -> None:
@@ -273,7 +271,6 @@ class StreamSession:
             await self._fail("engine_failure", f"engine failed on utterance {utt}; reconnect and resend",
                              CLOSE_ENGINE_FAILURE)
             return
-        self.finalized.add(utt)
         self._outbox.put_nowait(Caption(
             utt=utt, start=start, end=end, text=result.text, lang=result.lang,
             emotion=result.emotion, events=tuple(result.events),

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from live.protocol import Caption, End, Hello, Partial, Start, decode_worker, encode
 from live.server import Worker, WorkerSettings
@@ -78,6 +79,21 @@ class RawClient:
     @property
     def partials(self) -> list[Partial]:
         return [m for m in self.received if isinstance(m, Partial)]
+
+
+async def collect_until_close(ws: ClientConnection, timeout: float = 10.0) -> tuple[list, int | None]:
+    """Everything the worker sends until it closes, and the close code."""
+    received: list = []
+
+    async def _read() -> None:
+        try:
+            while True:
+                received.append(decode_worker(await ws.recv()))
+        except ConnectionClosed:
+            pass
+
+    await asyncio.wait_for(_read(), timeout)
+    return received, ws.close_code
 
 
 def noise(seconds: float, seed: int) -> np.ndarray:

@@ -39,7 +39,7 @@ from live.server import Worker
 from models import EngineOptions, Transcript, create_engine
 from models.fake import FakeEngine, fake_text
 
-from .conftest import RawClient, noise, worker_settings
+from .conftest import RawClient, collect_until_close, noise, worker_settings
 
 LIMITS = dict(audio_rate=2.0, audio_burst_s=1.0, messages_per_s=20.0, idle_timeout_s=1.5,
               max_utterance_s=1.0, drain_timeout_s=5.0)
@@ -52,19 +52,6 @@ async def worker() -> AsyncIterator[Worker]:
         yield running
 
 
-async def _collect(ws: ClientConnection, timeout: float = 10.0) -> tuple[list, int | None]:
-    """Everything the worker sends until it closes, and the close code."""
-    received: list = []
-
-    async def _read() -> None:
-        try:
-            while True:
-                received.append(decode_worker(await ws.recv()))
-        except ConnectionClosed:
-            pass
-
-    await asyncio.wait_for(_read(), timeout)
-    return received, ws.close_code
 
 
 async def _send_all(ws: ClientConnection, frames: Sequence[str | bytes]) -> None:
@@ -206,7 +193,7 @@ async def test_offender_gets_error_and_close_code_while_a_good_client_gets_every
     offender = await RawClient.open(worker.url, session="offender")
 
     await offence(offender.ws)
-    received, closed_with = await _collect(offender.ws)
+    received, closed_with = await collect_until_close(offender.ws)
 
     assert closed_with == close_code
     errors = [m for m in received if isinstance(m, Error)]
@@ -225,7 +212,7 @@ async def test_offender_sees_the_close_promptly_even_with_many_frames_unread(wor
     offender = await RawClient.open(worker.url, session="offender")
     await _send_all(offender.ws, [encode(Start(utt=0, t=0.0))] + [b"\x00\x00"] * 150)  # 70 over
     try:
-        received, closed_with = await _collect(offender.ws, timeout=4)
+        received, closed_with = await collect_until_close(offender.ws, timeout=4)
     finally:  # do not keep the worker's stop waiting out the handshake: drop both ends
         offender.ws.transport.abort()
         for session in list(worker.sessions):
@@ -237,7 +224,7 @@ async def test_offender_sees_the_close_promptly_even_with_many_frames_unread(wor
 async def test_idle_timeout_also_closes_a_connection_that_never_says_hello(worker):
     bystander = await _open_bystander(worker)
     async with connect(worker.url, compression=None) as ws:
-        received, closed_with = await _collect(ws)
+        received, closed_with = await collect_until_close(ws)
     assert closed_with == CLOSE_IDLE
     assert [(type(m), m.code) for m in received] == [(Error, "idle")]
     await bystander.done()

@@ -38,7 +38,7 @@ from live.server import Worker
 from models import EngineOptions, create_engine
 from models.fake import FakeEngine, fake_text
 
-from .conftest import RawClient, noise, worker_settings
+from .conftest import RawClient, collect_until_close, noise, worker_settings
 
 FRAME = 1600  # samples in the 0.1 s frames RawClient.send_utterance sends by default
 
@@ -453,19 +453,6 @@ VIOLATIONS_AFTER_HELLO = {
 }
 
 
-async def _collect_raw(ws, timeout: float = 5.0) -> tuple[list, int | None]:
-    """Everything received until the close, and the close code."""
-    received: list = []
-
-    async def _read() -> None:
-        try:
-            while True:
-                received.append(decode_worker(await ws.recv()))
-        except ConnectionClosed:
-            pass
-
-    await asyncio.wait_for(_read(), timeout)
-    return received, ws.close_code
 
 
 async def _bystander_still_served(bystander: Recorder, utt: int = 0) -> None:
@@ -484,7 +471,7 @@ async def test_protocol_violation_gets_error_then_close_and_others_are_still_ser
     offender = await RawClient.open(worker.url, session="offender")
 
     await act(offender.ws)
-    received, closed_with = await _collect_raw(offender.ws)
+    received, closed_with = await collect_until_close(offender.ws)
 
     assert [type(m) for m in received] == [Error]
     assert received[0].code == code
@@ -498,7 +485,7 @@ async def test_start_with_a_huge_integer_time_gets_error_then_close_4000(make_wo
     bystander = await open_client(worker, session="bystander")
     offender = await RawClient.open(worker.url, session="offender")
     await offender.ws.send('{"type": "start", "utt": 0, "t": %s}' % ("9" * 400))
-    received, closed_with = await _collect_raw(offender.ws)
+    received, closed_with = await collect_until_close(offender.ws)
     await _bystander_still_served(bystander)
     assert [(type(m), m.code) for m in received] == [(Error, "bad_field")]
     assert closed_with == CLOSE_PROTOCOL_ERROR
@@ -516,7 +503,7 @@ async def test_message_before_hello_gets_error_then_close_4000(first, make_worke
     }[first]
     async with connect(worker.url, compression=None) as ws:
         await ws.send(frame)
-        received, closed_with = await _collect_raw(ws)
+        received, closed_with = await collect_until_close(ws)
 
     assert [type(m) for m in received] == [Error]
     assert received[0].code in {"no_hello", "audio_outside_utterance"}
@@ -528,7 +515,7 @@ async def test_hello_with_another_protocol_version_closes_4001(make_worker):
     worker = await make_worker()
     async with connect(worker.url, compression=None) as ws:
         await ws.send(json.dumps({"type": "hello", "protocol": 2, "session": "s"}))
-        received, closed_with = await _collect_raw(ws)
+        received, closed_with = await collect_until_close(ws)
     assert [(type(m), m.code) for m in received] == [(Error, "unsupported_version")]
     assert closed_with == CLOSE_UNSUPPORTED_VERSION
 
@@ -538,7 +525,7 @@ async def test_text_frame_over_the_limit_gets_error_then_close_4002(make_worker,
     bystander = await open_client(worker, session="bystander")
     client = await RawClient.open(worker.url)
     await client.ws.send(json.dumps({"type": "end", "utt": 1, "pad": "x" * MAX_TEXT_FRAME_BYTES}))
-    received, closed_with = await _collect_raw(client.ws)
+    received, closed_with = await collect_until_close(client.ws)
     assert [(type(m), m.code) for m in received] == [(Error, "frame_too_large")]
     assert closed_with == CLOSE_FRAME_TOO_LARGE
     await _bystander_still_served(bystander)
@@ -549,7 +536,7 @@ async def test_frame_beyond_what_websockets_reads_closes_1009(make_worker, open_
     bystander = await open_client(worker, session="bystander")
     client = await RawClient.open(worker.url)
     await client.ws.send("x" * (worker.stream_limits.max_frame_bytes + 1))
-    received, closed_with = await _collect_raw(client.ws)
+    received, closed_with = await collect_until_close(client.ws)
     assert received == []
     assert closed_with == 1009  # message too big, refused before any JSON is parsed
     await _bystander_still_served(bystander)
@@ -561,7 +548,7 @@ async def test_utterance_over_max_utterance_s_closes_4003(make_worker, open_clie
     client = await RawClient.open(worker.url)
     await client.send_utterance(0, noise(0.9, 1))  # under the limit: fine
     await client.send_utterance(1, noise(1.5, 2), end=False)
-    received, closed_with = await _collect_raw(client.ws)
+    received, closed_with = await collect_until_close(client.ws)
 
     assert closed_with == CLOSE_UTTERANCE_TOO_LONG
     errors = [m for m in received if isinstance(m, Error)]
@@ -574,7 +561,7 @@ async def test_engine_failure_sends_error_and_closes_4008(make_worker):
     worker = await make_worker("fail=1")
     client = await RawClient.open(worker.url)
     await client.send_utterance(0, noise(0.5, 1))
-    received, closed_with = await _collect_raw(client.ws)
+    received, closed_with = await collect_until_close(client.ws)
     assert [(type(m), m.code) for m in received] == [(Error, "engine_failure")]
     assert closed_with == CLOSE_ENGINE_FAILURE
 

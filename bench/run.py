@@ -42,6 +42,7 @@ from bench.offline import cut_utterances, engine_times, overhead, throughput_par
 from bench.pipeline import concurrency_part, latency_part, quiet_logs  # noqa: E402
 from bench.report import TARGETS, print_report, write_json  # noqa: E402
 from bench.worker import WorkerProcess  # noqa: E402
+from live.server import default_threads  # noqa: E402
 from models import EngineError  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -60,7 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated, from {', '.join(eng.ENGINE_CHOICES)} (sensevoice = full size fp32 and int8)")
     p.add_argument("--parts", default=",".join(PARTS),
                    help=f"comma-separated, from {', '.join(PARTS)} (default: all) and {', '.join(EXTRA_PARTS)}")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="engine CPU threads")
+    p.add_argument("--threads", type=int, default=default_threads(),
+                   help="engine CPU threads (default: the worker's, all cores but one)")
     p.add_argument("--max-streams", type=int, default=16, help="most concurrent streams tried")
     p.add_argument("--memory-hours", type=int, default=3, help="marks of the memory replay")
     p.add_argument("--memory-mark-s", type=float, default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 import pytest
@@ -28,6 +28,25 @@ async def fake_worker() -> AsyncIterator[Worker]:
     engine = create_engine("fake", EngineOptions(model="per_call=0.01"))
     async with Worker(settings, engine=engine) as worker:
         yield worker
+
+
+@pytest.fixture
+async def make_worker() -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
+    """Start workers with a fake engine: ``await make_worker("rtf=0.2", partial_every_s=...)``."""
+    workers: list[Worker] = []
+
+    async def _make(model: str = "per_call=0.01", **settings) -> Worker:
+        settings.setdefault("drain_timeout_s", 5.0)
+        settings.setdefault("auth", False)  # loopback only; keys are tested elsewhere
+        engine = create_engine("fake", EngineOptions(model=model))
+        worker = Worker(worker_settings(**settings), engine=engine)
+        await worker.start()
+        workers.append(worker)
+        return worker
+
+    yield _make
+    for worker in workers:
+        await worker.stop()
 
 
 class RawClient:

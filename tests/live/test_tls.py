@@ -43,7 +43,6 @@ from live.protocol import (
     encode,
 )
 from live.server import Worker, WorkerError
-from models import EngineOptions, create_engine
 from models.fake import fake_text
 
 from .conftest import noise, worker_settings
@@ -122,23 +121,15 @@ MakeWorker = Callable[..., Awaitable[Worker]]
 
 
 @pytest.fixture
-async def make_worker(tmp_path) -> AsyncIterator[MakeWorker]:
-    """Start workers with the fake engine and a key store in ``tmp_path/state`` (auth on)."""
-    workers: list[Worker] = []
+def make_worker(make_worker, tmp_path) -> MakeWorker:
+    """Like conftest's, but with a key store in ``tmp_path/state`` (auth on)."""
 
     async def _make(**settings) -> Worker:
         settings.setdefault("auth", True)
         settings.setdefault("state_dir", str(tmp_path / "state"))
-        settings.setdefault("drain_timeout_s", 5.0)
-        engine = create_engine("fake", EngineOptions(model="per_call=0.005"))
-        worker = Worker(worker_settings(**settings), engine=engine)
-        await worker.start()
-        workers.append(worker)
-        return worker
+        return await make_worker("per_call=0.005", **settings)
 
-    yield _make
-    for worker in workers:
-        await worker.stop()
+    return _make
 
 
 class Stream:

@@ -35,10 +35,9 @@ from live.protocol import (
     encode,
 )
 from live.server import Worker
-from models import EngineOptions, create_engine
 from models.fake import FakeEngine, fake_text
 
-from .conftest import RawClient, collect_until_close, noise, worker_settings
+from .conftest import RawClient, collect_until_close, noise
 
 FRAME = 1600  # samples in the 0.1 s frames RawClient.send_utterance sends by default
 
@@ -153,27 +152,9 @@ def prefix_texts(pcm: np.ndarray) -> set[str]:
     return {fake_text(pcm[:k]) for k in ends}
 
 
-MakeWorker = Callable[..., Awaitable[Worker]]
 OpenClient = Callable[..., Awaitable[Recorder]]
 
 
-@pytest.fixture
-async def make_worker() -> AsyncIterator[MakeWorker]:
-    """Start workers with a fake engine: ``await make_worker("rtf=0.2", partial_every_s=...)``."""
-    workers: list[Worker] = []
-
-    async def _make(model: str = "per_call=0.01", **settings) -> Worker:
-        settings.setdefault("drain_timeout_s", 5.0)
-        settings.setdefault("auth", False)  # loopback only; keys are tested elsewhere
-        engine = create_engine("fake", EngineOptions(model=model))
-        worker = Worker(worker_settings(**settings), engine=engine)
-        await worker.start()
-        workers.append(worker)
-        return worker
-
-    yield _make
-    for worker in workers:
-        await worker.stop()
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import wave
 from pathlib import Path
 
 import numpy as np
+
+from bench.speech import read_wav, write_wav  # noqa: F401 - write_wav is used by the tests through this module
 
 SAMPLE_RATE = 16_000
 CACHE = Path(os.environ.get("NOTSOUND_TEST_CACHE", Path(tempfile.gettempdir()) / "notsound-test-speech"))
@@ -42,21 +43,6 @@ def synth_wav(text: str, *, voice: str = "en-us", speed: int = 150) -> Path:
     os.replace(tmp, out)
     raw.unlink(missing_ok=True)
     return out
-
-
-def read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path), "rb") as wf:
-        assert wf.getframerate() == SAMPLE_RATE and wf.getnchannels() == 1 and wf.getsampwidth() == 2
-        return np.frombuffer(wf.readframes(wf.getnframes()), dtype=np.int16).copy()
-
-
-def write_wav(path: Path, pcm: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as wf:
-        wf.setnchannels(1)
-        wf.setsampwidth(2)
-        wf.setframerate(SAMPLE_RATE)
-        wf.writeframes(np.asarray(pcm, dtype=np.int16).tobytes())
-    return path
 
 
 def synth(text: str, **kw) -> np.ndarray:

@@ -125,10 +125,9 @@ class _EventLog:
 class LiveRun:
     """State of one ``notsound live`` run; :func:`run_live` drives it."""
 
-    def __init__(self, settings: LiveSettings, worker_settings: WorkerSettings,
-                 view: CaptionView | None = None, vad: VadOptions | None = None):
+    def __init__(self, settings: LiveSettings, view: CaptionView | None = None,
+                 vad: VadOptions | None = None):
         self.settings = settings
-        self.worker_settings = worker_settings
         self.view = view or CaptionView(plain=settings.plain or None, clock=self.session_time)
         self.vad = vad or VadOptions()
         name = settings.session or default_session_name()
@@ -251,7 +250,7 @@ async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
                    notes: NotesRunner | None = None,
                    source: Any = None) -> LiveResult:
     """Caption until the input ends or a signal stops it; returns what happened."""
-    run = LiveRun(settings, worker_settings, view)
+    run = LiveRun(settings, view)
     view = run.view
     main = asyncio.current_task()
     assert main is not None

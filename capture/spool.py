@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .journal import write_json_atomic
+from library.folder import PENDING, write_json_atomic
 
 __all__ = ["SpooledUtterance", "Spool"]
 
@@ -37,7 +37,7 @@ class Spool:
     """Appends each open utterance's audio to ``pending/`` and forgets it once final."""
 
     def __init__(self, session_dir: Path):
-        self.directory = session_dir / "pending"
+        self.directory = session_dir / PENDING
         self.directory.mkdir(parents=True, exist_ok=True)
         self._files: dict[int, object] = {}
 

@@ -1,22 +1,19 @@
-"""Reading the session journal, token estimates, language guess and chunking.
+"""Token estimates, language guess and chunking of the journal's finals.
 
-``transcript.jsonl`` holds one final caption per line (see DESIGN.md). The
-reader here is deliberately tolerant and independent of ``live.protocol``
-(the summarizer must not import ``live``): lines that are not finals are
-skipped, a torn last line is left for the next read, and a ``utt`` seen
-before is ignored (the first one wins).
+The journal is read with :mod:`library.folder` (``Final``,
+``TranscriptReader``, ``read_finals`` are named here for the summarizer's
+modules): lines that are not finals are skipped, a torn last line is left for
+the next read, and a ``utt`` seen before is ignored (the first one wins).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+
+from library.folder import Final, TranscriptReader, read_finals
 
 __all__ = [
     "Final",
@@ -31,11 +28,8 @@ __all__ = [
     "speech_seconds",
 ]
 
-log = logging.getLogger(__name__)
-
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _WORD = re.compile(r"[^\W\d_]+|\d+")
-_MAX_LINE = 1 << 20
 
 LANGUAGE_NAMES = {
     "zh": "Simplified Chinese (简体中文)",
@@ -47,92 +41,6 @@ LANGUAGE_NAMES = {
     "fr": "French",
     "es": "Spanish",
 }
-
-
-@dataclass(frozen=True)
-class Final:
-    """One final caption from the journal (the fields the summarizer uses)."""
-
-    utt: int
-    start: float
-    end: float
-    text: str
-    lang: str = ""
-
-
-def _final_from_obj(obj: object) -> Final | None:
-    if not isinstance(obj, dict) or obj.get("type") != "final":
-        return None
-    utt, start, end, text = obj.get("utt"), obj.get("start"), obj.get("end"), obj.get("text")
-    if isinstance(utt, bool) or not isinstance(utt, int) or not isinstance(text, str):
-        return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end)):
-        return None
-    if not (math.isfinite(start) and math.isfinite(end)):
-        return None
-    lang = obj.get("lang")
-    return Final(utt, float(start), float(max(start, end)), text.strip(), lang if isinstance(lang, str) else "")
-
-
-def _parse_line(line: bytes) -> Final | None:
-    line = line.strip()
-    if not line:
-        return None
-    try:
-        return _final_from_obj(json.loads(line))
-    except (ValueError, UnicodeDecodeError):
-        # A torn line followed by a good one on the same line: try the last object.
-        cut = line.rfind(b'{"type"')
-        if cut > 0:
-            return _parse_line(line[cut:])
-        log.debug("skipping an unreadable journal line (%d bytes)", len(line))
-        return None
-
-
-class TranscriptReader:
-    """Reads the finals appended to a journal since the last call (cheap to poll).
-
-    Only complete lines are consumed; a trailing fragment is kept for the next
-    call unless it already parses as a whole object (a writer that died before
-    its newline).
-    """
-
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self._offset = 0
-        self._rest = b""
-        self._seen: set[int] = set()
-
-    def read_new(self) -> list[Final]:
-        """Finals appended since the previous call, in file order, without repeated utts."""
-        try:
-            with self.path.open("rb") as fh:
-                size = fh.seek(0, 2)
-                if size < self._offset:  # replaced or truncated: read again, utts dedupe
-                    self._offset, self._rest = 0, b""
-                fh.seek(self._offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(data)
-        data = self._rest + data
-        lines = data.split(b"\n")
-        self._rest = lines.pop()
-        if self._rest and (len(self._rest) > _MAX_LINE or _parse_line(self._rest) is not None):
-            lines.append(self._rest)
-            self._rest = b""
-        out = []
-        for line in lines:
-            final = _parse_line(line)
-            if final is not None and final.utt not in self._seen:
-                self._seen.add(final.utt)
-                out.append(final)
-        return out
-
-
-def read_finals(path: Path | str) -> list[Final]:
-    """Every final in a journal (empty when there is no journal)."""
-    return TranscriptReader(path).read_new()
 
 
 def estimate_tokens(text: str) -> int:

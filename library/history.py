@@ -1,0 +1,217 @@
+"""``notsound history``: every session under the output folder, newest first.
+
+Each row comes from the session folder alone (:mod:`library.folder`): the
+date from ``session.json`` (else the folder name, else its time), a title
+(the summary's heading, else the notes' first section, else the first words
+said), duration and words from the journal, language and engine, and which of
+notes, summary and slides exist. A session whose journal holds no readable
+caption is listed with 0 words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .folder import NOTES, SLIDES, SUMMARY, TRANSCRIPT, Final, list_sessions, read_finals, read_meta
+
+__all__ = ["SessionInfo", "session_info", "history", "format_tsv", "format_json", "render_table",
+           "count_words", "fmt_duration"]
+
+#: how much of notes.md / summary.md is searched for a heading
+MAX_HEADER_BYTES = 64 * 1024
+#: a title made of the first words said stops at about this many characters
+TITLE_CHARS = 48
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+_TIME_RANGE = re.compile(r"^\[?\d+:\d\d(?::\d\d)?\s*[–—-]\s*\d+:\d\d(?::\d\d)?\]?\s*[·:|–—-]?\s*")
+_NAME_DATE = re.compile(r"^(\d{4}-\d\d-\d\d)_(\d\d)(\d\d)")
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One row of ``notsound history``.
+
+    Attributes:
+        started: when the lecture began (local time, aware), ``None`` if unknown.
+        duration_s: seconds of lecture (the end of the last caption).
+        words: Latin words plus CJK characters said.
+        language: the captions' main language code, else the one asked for.
+    """
+
+    name: str
+    path: Path
+    started: dt.datetime | None
+    title: str
+    duration_s: float
+    words: int
+    captions: int
+    language: str
+    engine: str
+    notes: bool
+    summary: bool
+    slides: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["path"] = str(self.path)
+        row["started"] = self.started.isoformat(timespec="seconds") if self.started else None
+        row["duration_s"] = round(self.duration_s, 3)
+        return row
+
+
+def count_words(text: str) -> int:
+    """Words of ``text``: each CJK character counts one, each Latin word or number one."""
+    cjk = len(_CJK.findall(text))
+    return cjk + len(_LATIN_WORD.findall(_CJK.sub(" ", text)))
+
+
+def fmt_duration(seconds: float) -> str:
+    """``h:mm:ss`` or ``mm:ss``."""
+    total = max(0, int(round(seconds)))
+    hours, rem = divmod(total, 3600)
+    minutes, secs = divmod(rem, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def _headings(path: Path) -> list[tuple[int, str]]:
+    """``(level, text)`` of the Markdown headings near the top of ``path``."""
+    try:
+        with path.open("rb") as fh:
+            text = fh.read(MAX_HEADER_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        match = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
+        if match and match.group(2):
+            found.append((len(match.group(1)), match.group(2)))
+    return found
+
+
+def _title(folder: Path, finals: Sequence[Final]) -> str:
+    for level, text in _headings(folder / SUMMARY):
+        if level == 1:
+            return text
+    for level, text in _headings(folder / NOTES):
+        # the document heading names the session ("Lecture notes — NAME"); a section says what was taught
+        if level == 2 and (topic := _TIME_RANGE.sub("", text).strip()):
+            return topic
+    return _first_words(finals)
+
+
+def _first_words(finals: Sequence[Final]) -> str:
+    text = " ".join(f.text for f in finals[:20]).strip()
+    if len(text) <= TITLE_CHARS:
+        return text
+    cut = text[:TITLE_CHARS]
+    if " " in cut and not _CJK.search(cut[-1]):
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,.;:，。；：、") + "…"
+
+
+def _language(finals: Sequence[Final], meta: dict[str, Any]) -> str:
+    votes: Counter[str] = Counter()
+    for final in finals:
+        code = final.lang.lower().split("-")[0]
+        if code and code not in ("auto", "nospeech", "unk", "unknown"):
+            votes[code] += max(1, len(final.text))
+    if votes:
+        return votes.most_common(1)[0][0]
+    asked = meta.get("language")
+    return asked if isinstance(asked, str) and asked != "auto" else ""
+
+
+def _started(folder: Path, meta: dict[str, Any]) -> dt.datetime | None:
+    value = meta.get("started")
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError:
+            when = None
+        if when is not None:
+            return when if when.tzinfo else when.astimezone()
+    match = _NAME_DATE.match(folder.name)
+    if match:
+        try:
+            return dt.datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:{match.group(3)}").astimezone()
+        except ValueError:
+            pass
+    try:
+        return dt.datetime.fromtimestamp(folder.stat().st_mtime).astimezone()
+    except OSError:
+        return None
+
+
+def session_info(folder: Path) -> SessionInfo:
+    """The history row of one session folder."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    finals = read_finals(folder / TRANSCRIPT)
+    engine = meta.get("engine")
+    return SessionInfo(
+        name=folder.name,
+        path=folder,
+        started=_started(folder, meta),
+        title=_title(folder, finals),
+        duration_s=max((f.end for f in finals), default=0.0),
+        words=sum(count_words(f.text) for f in finals),
+        captions=len(finals),
+        language=_language(finals, meta),
+        engine=engine if isinstance(engine, str) else "",
+        notes=(folder / NOTES).is_file(),
+        summary=(folder / SUMMARY).is_file(),
+        slides=(folder / SLIDES).is_file(),
+    )
+
+
+def history(out: Path | str | None = None) -> list[SessionInfo]:
+    """Every session under ``out`` (default ./lectures), newest first."""
+    rows = [session_info(folder) for folder in list_sessions(out)]
+    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return sorted(rows, key=lambda r: (r.started or epoch, r.name), reverse=True)
+
+
+_COLUMNS = ("date", "session", "title", "duration", "words", "language", "engine", "notes", "summary", "slides")
+
+
+def _cells(row: SessionInfo) -> list[str]:
+    date = row.started.strftime("%Y-%m-%d %H:%M") if row.started else ""
+    flags = ["yes" if flag else "no" for flag in (row.notes, row.summary, row.slides)]
+    return [date, row.name, row.title, fmt_duration(row.duration_s), str(row.words),
+            row.language, row.engine, *flags]
+
+
+def format_tsv(rows: Sequence[SessionInfo]) -> str:
+    """Tab-separated lines with a header (tabs and newlines in titles become spaces)."""
+    lines = ["\t".join(_COLUMNS)]
+    for row in rows:
+        lines.append("\t".join(re.sub(r"[\t\r\n]+", " ", cell) for cell in _cells(row)))
+    return "\n".join(lines) + "\n"
+
+
+def format_json(rows: Sequence[SessionInfo]) -> str:
+    return json.dumps([row.to_dict() for row in rows], ensure_ascii=False, indent=2) + "\n"
+
+
+def render_table(rows: Sequence[SessionInfo], console: Any) -> None:
+    """Print ``rows`` as a rich table on ``console`` (titles are text, never markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_lines=False, header_style="bold")
+    for name in _COLUMNS:
+        table.add_column(name, justify="right" if name in ("duration", "words") else "left",
+                         overflow="fold" if name == "title" else "ellipsis")
+    for row in rows:
+        cells = _cells(row)
+        cells[7:] = ["✓" if flag else "·" for flag in (row.notes, row.summary, row.slides)]
+        table.add_row(*(Text(cell) for cell in cells))
+    console.print(table)

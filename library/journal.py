@@ -1,0 +1,190 @@
+"""The journal line: :class:`Final`, its codec and the tolerant incremental reader.
+
+Part of the session-folder format; import these names from
+:mod:`library.folder`. Standard library only. The rules for reading are in
+:mod:`library.folder`'s docstring.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TRANSCRIPT", "MAX_LINE_BYTES", "Final", "as_final", "encode_final", "decode_final",
+           "TranscriptReader", "read_finals"]
+
+log = logging.getLogger(__name__)
+
+TRANSCRIPT = "transcript.jsonl"
+#: longest journal line read; a longer one is skipped as unreadable
+MAX_LINE_BYTES = 1 << 20
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Final:
+    """One final caption as the journal stores it.
+
+    Attributes:
+        utt: utterance number, increasing within a session (non-negative).
+        start: seconds since the session began when the utterance started.
+        end: seconds when it ended; clamped up to ``start`` if earlier.
+        text: caption text.
+        lang: language code ("en", "zh", ...), may be empty.
+        emotion: speaker emotion label where the engine gives one.
+        events: audio events heard ("BGM", "Laughter", ...).
+        raw: the engine's text before correction; empty when not corrected.
+        slide: the slide on screen while it was said, when known.
+    """
+
+    utt: int
+    start: float
+    end: float
+    text: str
+    lang: str = ""
+    emotion: str = ""
+    events: tuple[str, ...] = ()
+    raw: str = ""
+    slide: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.utt, bool) or not isinstance(self.utt, int) or self.utt < 0:
+            raise ValueError(f"utt must be a non-negative integer, not {self.utt!r}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+        if self.end < self.start:
+            object.__setattr__(self, "end", self.start)
+        if not isinstance(self.events, tuple):
+            object.__setattr__(self, "events", tuple(self.events))
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def as_final(caption: Any) -> Final:
+    """A :class:`Final` from any object with a caption's attributes (``live.protocol.Caption``)."""
+    if isinstance(caption, Final):
+        return caption
+    return Final(caption.utt, caption.start, caption.end, caption.text,
+                 getattr(caption, "lang", ""), getattr(caption, "emotion", ""),
+                 tuple(getattr(caption, "events", ())), getattr(caption, "raw", ""),
+                 getattr(caption, "slide", None))
+
+
+def encode_final(caption: Any) -> bytes:
+    """The journal line of a caption, newline included (same bytes as the wire final)."""
+    final = as_final(caption)
+    obj: dict[str, Any] = {
+        "type": "final", "utt": final.utt, "start": round(final.start, 3), "end": round(final.end, 3),
+        "text": final.text, "lang": final.lang, "emotion": final.emotion, "events": list(final.events),
+    }
+    if final.raw:
+        obj["raw"] = final.raw
+    if final.slide is not None:
+        obj["slide"] = final.slide
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _opt_str(obj: dict, key: str) -> str:
+    value = obj.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def decode_final(obj: object) -> Final | None:
+    """The final in a parsed journal line (``type`` may be missing), or ``None``."""
+    if not isinstance(obj, dict) or obj.get("type", "final") != "final":
+        return None
+    text = obj.get("text")
+    if not isinstance(text, str):
+        return None
+    events = obj.get("events")
+    events = tuple(e for e in events if isinstance(e, str)) if isinstance(events, list) else ()
+    slide = obj.get("slide")
+    slide = slide if isinstance(slide, int) and not isinstance(slide, bool) else None
+    try:
+        return Final(obj.get("utt"), obj.get("start"), obj.get("end"), text.strip(),  # type: ignore[arg-type]
+                     _opt_str(obj, "lang"), _opt_str(obj, "emotion"), events, _opt_str(obj, "raw"), slide)
+    except ValueError:
+        return None
+
+
+def _parse_line(line: bytes) -> Final | None:
+    line = line.strip()
+    if not line or len(line) > MAX_LINE_BYTES:
+        return None
+    try:
+        return decode_final(json.loads(line))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # A torn line followed by a good one on the same line: try the last object.
+        cut = line.rfind(b'{"type"')
+        if cut > 0:
+            return _parse_line(line[cut:])
+        log.debug("skipping an unreadable journal line (%d bytes)", len(line))
+        return None
+
+
+class TranscriptReader:
+    """Reads the finals appended to a journal since the last call (cheap to poll).
+
+    ``path`` is the journal or its session folder. Only complete lines are
+    consumed; a trailing fragment is kept for the next call unless it already
+    parses as a whole object (a writer that died before its newline). A
+    ``utt`` seen before is skipped. A journal that shrank (replaced) is read
+    again from the start. A reader made with an ``offset`` (another process's
+    :attr:`consumed`) reads only what was appended after it.
+    """
+
+    def __init__(self, path: Path | str, offset: int = 0):
+        """``offset``: start at this byte (a line start remembered from :attr:`consumed`)."""
+        path = Path(path)
+        self.path = path / TRANSCRIPT if path.is_dir() else path
+        self._offset = offset
+        self._rest = b""
+        self._seen: set[int] = set()
+
+    @property
+    def consumed(self) -> int:
+        """Bytes read up to the end of the last complete line (a torn tail is not consumed)."""
+        return self._offset - len(self._rest)
+
+    def read_new(self) -> list[Final]:
+        """Finals appended since the previous call, in file order, without repeated utts."""
+        out: list[Final] = []
+        try:
+            with self.path.open("rb") as fh:
+                if fh.seek(0, os.SEEK_END) < self._offset:
+                    self._offset, self._rest = 0, b""
+                fh.seek(self._offset)
+                while chunk := fh.read(_READ_CHUNK):
+                    self._offset += len(chunk)
+                    self._consume(self._rest + chunk, out)
+        except FileNotFoundError:
+            return out
+        if self._rest and (len(self._rest) > MAX_LINE_BYTES or _parse_line(self._rest) is not None):
+            self._consume(self._rest + b"\n", out)
+        return out
+
+    def _consume(self, data: bytes, out: list[Final]) -> None:
+        lines = data.split(b"\n")
+        self._rest = lines.pop()
+        if len(self._rest) > MAX_LINE_BYTES:
+            self._rest = b""  # an endless line: drop it rather than hold it
+        for line in lines:
+            final = _parse_line(line)
+            if final is not None and final.utt not in self._seen:
+                self._seen.add(final.utt)
+                out.append(final)
+
+
+def read_finals(path: Path | str) -> list[Final]:
+    """Every final of a journal (or of a session folder's journal); empty when there is none."""
+    return TranscriptReader(path).read_new()
+

@@ -44,6 +44,7 @@ import numpy as np
 from bench.pipeline import MIN_SILENCE_S, summary
 from capture.segmenter import Segmenter, Utterance, UtteranceEnded
 from capture.vad import SAMPLE_RATE, VadOptions
+from live.calibrate import ANY_BATCH, BatchPolicy, calibrate_batching
 from live.scheduler import Scheduler, SchedulerOptions
 from models import Engine
 
@@ -110,8 +111,9 @@ def overhead(pipeline_utts: list[dict], engine_rows: list[dict], tolerance_s: fl
     }
 
 
-async def _feed(engine: Engine, clips: list[list[np.ndarray]], max_batch: int, owed: int) -> dict:
-    scheduler = Scheduler(engine, SchedulerOptions(max_batch=max_batch))
+async def _feed(engine: Engine, clips: list[list[np.ndarray]], max_batch: int, owed: int,
+                policy: BatchPolicy = ANY_BATCH) -> dict:
+    scheduler = Scheduler(engine, SchedulerOptions(max_batch=max_batch), policy)
     scheduler.start()
 
     async def stream(own: list[np.ndarray]) -> None:
@@ -138,19 +140,41 @@ async def _feed(engine: Engine, clips: list[list[np.ndarray]], max_batch: int, o
 def throughput_part(engine: Engine, utterances: list[Utterance], *, streams: int = 4,
                     per_stream: int = 3, owed: int = 8, rounds: int = 2,
                     budget_s: float = 30.0) -> dict:
-    """Part 4: batched (max_batch 16) versus one at a time (max_batch 1) at ``streams`` streams."""
+    """Part 4: batched (max_batch 16, under the worker's measured batching policy) versus
+    one at a time (max_batch 1) at ``streams`` streams."""
     clips = [[utterances[(k * per_stream + i) % len(utterances)].pcm for i in range(per_stream)]
              for k in range(streams)]
     engine.warmup()
+    policy = calibrate_batching(engine, max_batch=16)
     runs: dict[int, list[dict]] = {1: [], 16: []}
     started = time.perf_counter()
     for done in range(rounds):  # alternate, keep the best of each: other processes share the CPUs
         if done and time.perf_counter() - started > budget_s:
             break
         for max_batch in runs:
-            runs[max_batch].append(asyncio.run(_feed(engine, clips, max_batch=max_batch, owed=owed)))
+            runs[max_batch].append(asyncio.run(_feed(engine, clips, max_batch=max_batch, owed=owed,
+                                                     policy=policy if max_batch > 1 else ANY_BATCH)))
     one, batched = (max(runs[m], key=lambda r: r["audio_s_per_s"]) for m in (1, 16))
     return {"streams": streams, "utterances": streams * per_stream, "rounds": len(runs[1]),
+            "calibration": {"gain": round(policy.gain, 3), "max_batch": policy.max_batch,
+                            "max_padding": round(policy.max_waste, 3)},
             "one_at_a_time": one,
             "batched": batched,
             "ratio": round(batched["audio_s_per_s"] / one["audio_s_per_s"], 3)}
+
+
+def whole_file_wer(engine: Engine, pcm: np.ndarray, reference: str, beam_size: int = 5) -> dict:
+    """The same whisper model on the whole lecture at once, beam 5, faster-whisper's defaults
+    otherwise (previous text as prompt, timestamps): the offline accuracy a stream aims at."""
+    from faster_whisper import WhisperModel
+
+    from bench.pipeline import wer
+    from models.whisper import resolve_model_dir
+
+    model = WhisperModel(resolve_model_dir(engine.model_ref), device="cpu",
+                         cpu_threads=engine.options.threads or 0)
+    started = time.perf_counter()
+    segments, _ = model.transcribe(pcm.astype(np.float32) / 32768.0, beam_size=beam_size, vad_filter=False)
+    text = " ".join(seg.text.strip() for seg in segments)
+    return {"beam_size": beam_size, "wer": wer(reference, text), "wall_s": round(time.perf_counter() - started, 2),
+            "text": text}

@@ -13,6 +13,10 @@ clock starts when the source starts), so for one utterance:
 - first partial = ``t(first partial) - (start + pad_s)``: from the speech
   onset (the start minus its 0.2 s padding) to the first partial text.
 - partial interval: gaps between consecutive partials of one utterance.
+- visible latency = ``t(first partial or final showing the final's last two
+  words) - (end - pad_s)``: when a reader first sees the end of the sentence
+  (early finals show the final's text as a partial before the final).
+- streamed WER: the finals of the stream joined, against the lecture's text.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -75,10 +80,29 @@ async def run_streams(url: str, key_file: Path, wavs: list[Path], workdir: Path)
     return [[json.loads(line) for line in p.read_text().splitlines() if line.strip()] for p in paths]
 
 
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation (for WER and last-words matching)."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _visible(row: dict, shown: list[tuple[float, str]]) -> float | None:
+    """Seconds from the end of speech until the final's last two words were first on screen."""
+    tail = words(row["text"])[-2:]
+    if not tail:
+        return None
+    for t, text in shown:
+        seen = words(text)
+        if any(seen[i:i + len(tail)] == tail for i in range(len(seen) - len(tail) + 1)):
+            return round(t - (row["end"] - PAD_S), 3)
+    return None
+
+
 def analyse(rows: list[dict]) -> list[dict]:
     """One record per final of a stream: its times and latencies (see module doc)."""
     partials: dict[int, list[float]] = {}
+    shown: dict[int, list[tuple[float, str]]] = {}
     for row in rows:
+        shown.setdefault(row["utt"], []).append((row["t"], row["text"]))
         if row["type"] == "partial":
             partials.setdefault(row["utt"], []).append(row["t"])
     out = []
@@ -90,6 +114,8 @@ def analyse(rows: list[dict]) -> list[dict]:
             "utt": row["utt"], "start": row["start"], "end": row["end"],
             "duration_s": round(row["end"] - row["start"], 3),
             "final_latency_s": round(row["t"] - (row["end"] - PAD_S), 3),
+            "visible_latency_s": _visible(row, shown.get(row["utt"], [])),
+            "text": row["text"],
             "first_partial_s": round(times[0] - (row["start"] + PAD_S), 3) if times else None,
             "partials": len(times),
             "partial_gaps_s": [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)],
@@ -100,9 +126,11 @@ def analyse(rows: list[dict]) -> list[dict]:
 def _stream_stats(per_utt: list[dict]) -> dict:
     gaps = [g for u in per_utt for g in u["partial_gaps_s"]]
     first = [u["first_partial_s"] for u in per_utt if u["first_partial_s"] is not None]
+    visible = [u["visible_latency_s"] for u in per_utt if u.get("visible_latency_s") is not None]
     return {
         "utterances": len(per_utt),
         "final_latency_s": summary([u["final_latency_s"] for u in per_utt]),
+        "visible_latency_s": summary(visible),
         "first_partial_s": summary(first),
         "utterances_with_partials": len(first),
         "partial_interval_s": summary(gaps),
@@ -116,10 +144,19 @@ def _play(worker: WorkerProcess, wavs: list[Path], workdir: Path) -> tuple[list[
     return [analyse(rows) for rows in streams], usage.as_dict()
 
 
-def latency_part(worker: WorkerProcess, wav: Path, workdir: Path) -> dict:
-    """Part 1: one real-time stream of the lecture."""
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return round(float(jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)) or "-")), 4)
+
+
+def latency_part(worker: WorkerProcess, wav: Path, workdir: Path, reference: str = "") -> dict:
+    """Part 1: one real-time stream of the lecture (and its WER when ``reference`` is given)."""
     (per_utt,), usage = _play(worker, [wav], workdir)
-    return {**_stream_stats(per_utt), "worker": usage, "per_utterance": per_utt}
+    out = {**_stream_stats(per_utt), "worker": usage, "per_utterance": per_utt}
+    if reference:
+        out["streamed_wer"] = wer(reference, " ".join(u["text"] for u in sorted(per_utt, key=lambda u: u["utt"])))
+    return out
 
 
 def concurrency_part(worker: WorkerProcess, wavs_for: Callable[[int], list[Path]], workdir: Path,

@@ -18,6 +18,12 @@ TARGETS = {
     "pipeline_overhead_ratio": 0.10,
     "rss_growth_hour1_to_3_pct": 5.0,
     "batched_vs_one_at_a_time": 1.3,
+    "whisper_wer_vs_whole_file": 1.1,
+    "whisper_final_latency_p50_s": 0.9,
+    "whisper_final_latency_p95_s": 1.3,
+    "whisper_visible_latency_p95_s": 1.0,
+    "whisper_worker_cores": 1.0,
+    "sensevoice_int8_final_latency_p50_s": 0.6,
 }
 
 
@@ -44,6 +50,36 @@ def _latency_table(engines: dict) -> Table:
         t.add_row(key, str(lat["utterances"]), _f(fl["p50"]), _f(fl["p95"]) + _mark(ok),
                   _f(fl["max"]), _f(fp["p50"]), f"{_f(pi['mean'])} / {_f(pi['p50'])}",
                   _f(lat["worker"]["cores"]), _f(lat["worker"].get("others_cores")))
+    return t
+
+
+def _accuracy_table(engines: dict) -> Table:
+    t = Table(title="1b. What a reader sees, one real-time stream: text and when the sentence's end shows")
+    for col in ("engine", "streamed WER", "whole file beam 5", "ratio", "final p50 / p95",
+                "visible p50 / p95", "worker cores"):
+        t.add_column(col, justify="left" if col == "engine" else "right")
+    for key, r in engines.items():
+        lat = r.get("latency")
+        if not lat:
+            continue
+        fl, vis = lat["final_latency_s"], lat.get("visible_latency_s") or {}
+        whisper = key.startswith("whisper")
+        ratio = r.get("wer_ratio")
+        marks = {
+            "ratio": _mark(ratio <= TARGETS["whisper_wer_vs_whole_file"]) if ratio is not None else "",
+            "p50": _mark(fl["p50"] <= TARGETS["whisper_final_latency_p50_s"]) if whisper and fl["p50"] else "",
+            "p95": _mark(fl["p95"] <= TARGETS["whisper_final_latency_p95_s"]) if whisper and fl["p95"] else "",
+            "vis": _mark(vis["p95"] <= TARGETS["whisper_visible_latency_p95_s"])
+            if whisper and vis.get("p95") is not None else "",
+            "cores": _mark(lat["worker"]["cores"] <= TARGETS["whisper_worker_cores"]) if whisper else "",
+        }
+        if key == "sensevoice-full-int8" and fl["p50"] is not None:
+            marks["p50"] = _mark(fl["p50"] <= TARGETS["sensevoice_int8_final_latency_p50_s"])
+        t.add_row(key, _f(lat.get("streamed_wer"), 3), _f((r.get("offline_wer") or {}).get("wer"), 3),
+                  _f(ratio) + marks["ratio"],
+                  f"{_f(fl['p50'])}{marks['p50']} / {_f(fl['p95'])}{marks['p95']}",
+                  f"{_f(vis.get('p50'))} / {_f(vis.get('p95'))}{marks['vis']}",
+                  _f(lat["worker"]["cores"]) + marks["cores"])
     return t
 
 
@@ -88,8 +124,10 @@ def _concurrency_table(engines: dict) -> Table:
 
 
 def _batching_table(engines: dict) -> Table:
-    t = Table(title="4. Batched (max_batch 16) vs one at a time (max_batch 1), 4 streams as fast as possible")
-    for col in ("engine", "one-at-a-time audio s/s", "batched audio s/s", "ratio", "largest batch"):
+    t = Table(title="4. Batched (max_batch 16, calibrated policy) vs one at a time (max_batch 1), "
+                    "4 streams as fast as possible")
+    for col in ("engine", "one-at-a-time audio s/s", "batched audio s/s", "ratio", "largest batch",
+                "calibration gain / padding allowed"):
         t.add_column(col, justify="left" if col == "engine" else "right")
     for key, r in engines.items():
         b = r.get("batching")
@@ -97,8 +135,17 @@ def _batching_table(engines: dict) -> Table:
             continue
         ok = b["ratio"] >= TARGETS["batched_vs_one_at_a_time"]
         t.add_row(key, _f(b["one_at_a_time"]["audio_s_per_s"]), _f(b["batched"]["audio_s_per_s"]),
-                  _f(b["ratio"]) + "x" + _mark(ok), str(b["batched"]["largest_batch"]))
+                  _f(b["ratio"]) + "x" + _mark(ok), str(b["batched"]["largest_batch"]),
+                  _calibration(b.get("calibration")))
     return t
+
+
+def _calibration(c: dict | None) -> str:
+    if not c:
+        return "-"
+    if c["max_batch"] <= 1:
+        return f"{_f(c['gain'])}x / batching off"
+    return f"{_f(c['gain'])}x / {_f(c['max_padding'] * 100, 0, ' %')}"
 
 
 def _no_partials_table(engines: dict) -> Table:
@@ -136,7 +183,7 @@ def _memory_table(memory: dict) -> Table:
 def print_report(report: dict, console: Console | None = None) -> None:
     console = console or Console(width=None if sys.stdout.isatty() else 150)
     engines = report.get("engines", {})
-    for make in (_latency_table, _engine_table, _concurrency_table, _batching_table):
+    for make in (_latency_table, _accuracy_table, _engine_table, _concurrency_table, _batching_table):
         table = make(engines)
         if table.row_count:
             console.print(table)

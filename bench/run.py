@@ -38,7 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import engines as eng  # noqa: E402
 from bench import speech  # noqa: E402
 from bench.memory import MEMORY_WORKER_ARGS, memory_part  # noqa: E402
-from bench.offline import cut_utterances, engine_times, overhead, throughput_part  # noqa: E402
+from bench.offline import (  # noqa: E402
+    cut_utterances,
+    engine_times,
+    overhead,
+    throughput_part,
+    whole_file_wer,
+)
 from bench.pipeline import concurrency_part, latency_part, quiet_logs  # noqa: E402
 from bench.report import TARGETS, print_report, write_json  # noqa: E402
 from bench.worker import WorkerProcess  # noqa: E402
@@ -99,6 +105,7 @@ class Lectures:
         self.workdir = workdir
         self.stream_speech_s = stream_speech_s
         self.pcm = speech.lecture(speech.LECTURE[:sentences])
+        self.text = " ".join(speech.LECTURE[:sentences])
         self.main = speech.write_wav(workdir / "lecture.wav", self.pcm)
         self.utterances = cut_utterances(self.pcm)
         self._streams: dict[int, Path] = {}
@@ -146,6 +153,9 @@ def offline_parts(spec: eng.EngineSpec, lectures: Lectures, args: argparse.Names
         if "engine" in args.parts:
             out["engine"] = engine_times(engine, lectures.utterances)
             log(f"  engine alone: RTF {out['engine']['rtf']}, p50 {out['engine']['engine_s']['p50']} s")
+        if "latency" in args.parts and spec.engine == "whisper":
+            out["offline_wer"] = whole_file_wer(engine, lectures.pcm, lectures.text)
+            log(f"  whole file, beam 5: WER {out['offline_wer']['wer']}")
         if "batching" in args.parts and spec.engine in BATCHING_ENGINES:
             out["batching"] = throughput_part(engine, lectures.utterances, per_stream=2 if args.quick else 3)
             log(f"  batching: {out['batching']['ratio']}x")
@@ -162,7 +172,8 @@ def live_parts(spec: eng.EngineSpec, lectures: Lectures, args: argparse.Namespac
         out["worker_startup_s"] = round(worker.startup_s, 1)
         log(f"  worker up in {worker.startup_s:.1f} s")
         if "latency" in args.parts:
-            out["latency"] = latency_part(worker, lectures.main, workdir / spec.key / "latency")
+            reference = lectures.text if spec.engine == "whisper" else ""  # the others: random weights
+            out["latency"] = latency_part(worker, lectures.main, workdir / spec.key / "latency", reference)
             log(f"  1 stream: p95 final latency {out['latency']['final_latency_s']['p95']} s")
         if "concurrency" in args.parts and spec.engine != "fake":  # fakes: latency baselines only
             out["concurrency"] = _concurrency(worker, spec, lectures, args, workdir, out.get("latency"))
@@ -199,6 +210,10 @@ def run_engine(spec: eng.EngineSpec, lectures: Lectures, args: argparse.Namespac
         result.update(offline_parts(spec, lectures, args))
     if {"latency", "concurrency"} & set(args.parts):
         result.update(live_parts(spec, lectures, args, workdir))
+    if result.get("latency", {}).get("streamed_wer") is not None and result.get("offline_wer"):
+        offline_wer = result["offline_wer"]["wer"]
+        result["wer_ratio"] = round(result["latency"]["streamed_wer"] / offline_wer, 3) if offline_wer else None
+        log(f"  streamed WER {result['latency']['streamed_wer']} = {result['wer_ratio']}x the whole file's")
     if result.get("latency") and result.get("engine"):
         result["overhead"] = overhead(result["latency"]["per_utterance"],
                                       result["engine"]["per_utterance"])

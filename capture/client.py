@@ -26,6 +26,7 @@ from live.protocol import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_VERSION,
+    FEATURE_PAUSE,
     MAX_AUDIO_FRAME_BYTES,
     Bye,
     Caption,
@@ -33,6 +34,7 @@ from live.protocol import (
     Error,
     Hello,
     Partial,
+    Pause,
     ProtocolError,
     Ready,
     Start,
@@ -69,6 +71,8 @@ class ClientOptions:
         ca_file: CA bundle to verify a ``wss://`` worker; system store when None.
         backoff_initial_s / backoff_max_s: reconnect delays (doubling, with jitter).
         open_timeout_s: how long one connection attempt may take.
+        vocabulary: terms likely to be said (e.g. from the slides), sent in ``hello``
+            for engines that take hints (protocol feature ``vocabulary``).
         max_rate: audio sent per second of wall time, as a multiple of real
             time, after a burst of ``burst_s`` seconds (0: as fast as possible).
             It stays under the worker's default limit of 2x with 60 s bursts,
@@ -85,6 +89,7 @@ class ClientOptions:
     open_timeout_s: float = 10.0
     max_rate: float = 1.8
     burst_s: float = 30.0
+    vocabulary: tuple[str, ...] = ()
 
 
 @dataclass
@@ -94,6 +99,7 @@ class _Pending:
     chunks: list[np.ndarray] = field(default_factory=list)
     ended: bool = False
     ended_at: float | None = None  # monotonic time the end was known
+    paused: tuple[int, int] | None = None  # (chunks, samples) when the speech paused
 
 
 @dataclass
@@ -146,6 +152,18 @@ class StreamClient:
         if item is not None and len(pcm):
             item.chunks.append(np.asarray(pcm, dtype=np.int16))
             self._changed.set()
+
+    def pause_utterance(self, utt: int, samples: int) -> None:
+        """The speech of open ``utt`` stopped: its audio so far may be all of it.
+
+        Told to a worker that offers early finals, which then decodes it at once.
+        """
+        item = self.pending.get(utt)
+        if item is not None and not item.ended:
+            total = sum(len(c) for c in item.chunks)
+            if total == samples:
+                item.paused = (len(item.chunks), samples)
+                self._changed.set()
 
     def end_utterance(self, utt: int) -> None:
         item = self.pending.get(utt)
@@ -224,7 +242,8 @@ class StreamClient:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _session(self, ws: ClientConnection, stop: asyncio.Event) -> None:
-        await ws.send(encode(Hello(session=self.options.session, language=self.options.language)))
+        await ws.send(encode(Hello(session=self.options.session, language=self.options.language,
+                                   vocabulary=self.options.vocabulary)))
         first = decode_worker(await asyncio.wait_for(ws.recv(), self.options.open_timeout_s))
         if isinstance(first, Error):
             raise _FatalClose(f"worker refused the stream: {first.message}")
@@ -259,7 +278,8 @@ class StreamClient:
 
     async def _send(self, ws: ClientConnection, stop: asyncio.Event) -> None:
         """Stream pending utterances in order; return once stopped and settled."""
-        sent: dict[int, list] = {}  # utt -> [chunks sent, end sent]
+        sent: dict[int, list] = {}  # utt -> [chunks sent, end sent, chunks when pause sent]
+        early = self.ready is not None and FEATURE_PAUSE in self.ready.features
         bucket = TokenBucket(self.options.max_rate, self.options.burst_s)
         while True:
             self._changed.clear()
@@ -267,7 +287,7 @@ class StreamClient:
                 del sent[utt]
             for item in sorted(self.pending.values(), key=lambda p: p.utt):
                 if item.utt not in sent:
-                    sent[item.utt] = [0, False]
+                    sent[item.utt] = [0, False, -1]
                     await ws.send(encode(Start(utt=item.utt, t=item.start)))
                 state = sent[item.utt]
                 while state[0] < len(item.chunks):
@@ -281,6 +301,10 @@ class StreamClient:
                         await ws.send(frame)
                     state[0] = upto
                 if not item.ended:
+                    paused = item.paused
+                    if early and paused is not None and paused[0] == state[0] and state[2] != state[0]:
+                        state[2] = state[0]
+                        await ws.send(encode(Pause(utt=item.utt, samples=paused[1])))
                     break  # one open utterance at a time
                 if not state[1]:
                     state[1] = True

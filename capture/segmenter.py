@@ -7,6 +7,12 @@ with events:
   speech (shorter blips are dropped as clicks);
 - :class:`UtteranceAudio` chunks, streamed while the lecturer still speaks so
   the worker can make partials (the first chunk holds the pre-padding);
+- :class:`UtterancePaused` when the speech of the open utterance has stopped
+  and every sample it would hold if the pause holds has been streamed (the
+  padding after the speech is scored silence), ``min_silence_s - pad_s``
+  before the pause is long enough to end it: the worker may decode the
+  utterance then (early finals). More :class:`UtteranceAudio` after it means
+  the speech went on;
 - :class:`UtteranceEnded` with the complete :class:`Utterance`.
 
 Invariants: an utterance's audio is exactly samples ``[start, end)`` of the
@@ -42,6 +48,7 @@ __all__ = [
     "Utterance",
     "UtteranceAudio",
     "UtteranceEnded",
+    "UtterancePaused",
     "UtteranceStarted",
 ]
 
@@ -72,6 +79,16 @@ class UtteranceAudio:
     pcm: np.ndarray = field(repr=False)
 
 
+@dataclass(frozen=True)
+class UtterancePaused:
+    """The open utterance ``utt`` is complete after its first ``samples`` samples if
+    the pause that began holds (it ends at ``end``)."""
+
+    utt: int
+    samples: int
+    end: float
+
+
 @dataclass(frozen=True, eq=False)
 class UtteranceEnded:
     """``split`` is True when the utterance was cut at ``max_utterance_s`` while
@@ -84,7 +101,7 @@ class UtteranceEnded:
     split: bool = False
 
 
-Event = UtteranceStarted | UtteranceAudio | UtteranceEnded
+Event = UtteranceStarted | UtteranceAudio | UtterancePaused | UtteranceEnded
 
 
 class SpeechModel(Protocol):
@@ -100,6 +117,7 @@ class _Open:
         self.sent = start
         self.chunks: list[np.ndarray] = []
         self.end_target: int | None = None  # decided end, waiting for its audio
+        self.paused_at: int | None = None  # ``sent`` when UtterancePaused was last emitted
 
 
 class _History:
@@ -212,6 +230,7 @@ class Segmenter:
         while self._fed - self._scored >= WINDOW:
             self._score(self._window(self._scored, WINDOW), self._scored + WINDOW, events)
         self._stream(events)
+        self._check_pause(events)
         self._trim()
         return events
 
@@ -342,6 +361,16 @@ class Segmenter:
             opened.chunks.append(pcm)
             opened.sent = upto
             events.append(UtteranceAudio(opened.utt, pcm))
+
+    def _check_pause(self, events: list[Event]) -> None:
+        """Emit :class:`UtterancePaused` once the would-be utterance is streamed whole."""
+        opened = self._open
+        if opened is None or opened.end_target is not None or self._silence_start is None:
+            return
+        candidate = min(self._speech_end + self._pad, opened.start + self._max)
+        if opened.sent == candidate and opened.paused_at != opened.sent:
+            opened.paused_at = opened.sent
+            events.append(UtterancePaused(opened.utt, opened.sent - opened.start, self._seconds(candidate)))
 
     def _try_close(self, events: list[Event], split: bool = False) -> None:
         opened = self._open

@@ -4,9 +4,32 @@ This module is the only place where the message format exists. Text frames are
 JSON objects keyed by ``type``; binary frames are little-endian int16 mono PCM
 at 16 kHz for the utterance that is currently open.
 
-Client -> worker: :class:`Hello`, :class:`Start`, audio (``bytes``), :class:`End`,
-:class:`Bye`. Worker -> client: :class:`Ready`, :class:`Partial`,
+Client -> worker: :class:`Hello`, :class:`Start`, audio (``bytes``), :class:`Pause`,
+:class:`End`, :class:`Bye`. Worker -> client: :class:`Ready`, :class:`Partial`,
 :class:`Caption` (``type: final``), :class:`Error`.
+
+Optional features are offered by the worker in ``ready.features`` and used by
+a client only when offered; a client that uses none gets the plain v1
+behaviour, and a worker that offers none never receives them (a v1 worker
+without the feature rejects the unknown message type). Features:
+
+- ``"pause"`` (early finals): ``{"type":"pause","utt":N,"samples":K}`` says
+  that the speech of the open utterance N has stopped and its ``K`` samples
+  sent so far are the whole utterance if the pause holds (the client's VAD
+  has scored the padding after the speech but not yet the full pause that
+  ends an utterance). The worker starts the final decode of exactly those
+  samples at final priority and sends its text as a ``partial`` at once.
+  When ``end`` follows with no audio after the pause, that result is the
+  final (no second decode); when audio follows instead (speech resumed), the
+  speculative decode is dropped. ``K`` must equal the samples the worker has
+  for N (error ``bad_pause`` otherwise). Sending ``pause`` again after more
+  audio is fine; at most one is outstanding per utterance.
+- ``"vocabulary"`` (recognition hints): ``hello`` may carry
+  ``"vocabulary": ["term", ...]`` (at most ``MAX_VOCABULARY`` terms of at
+  most ``MAX_TERM`` characters, e.g. from the lecture's slides). A worker
+  that offers the feature gives them to engines that take hints (whisper
+  hotwords); a v1 worker without it ignores the field, so a client may always
+  send it and learns from ``ready`` whether it is used.
 
 Close codes (WebSocket close frames sent by the worker):
 
@@ -43,6 +66,7 @@ __all__ = [
     "MAX_AUDIO_FRAME_BYTES",
     "MAX_TEXT_FRAME_BYTES",
     "MAX_SESSION_NAME",
+    "MAX_CODE",
     "CLOSE_NORMAL",
     "CLOSE_GOING_AWAY",
     "CLOSE_PROTOCOL_ERROR",
@@ -61,7 +85,13 @@ __all__ = [
     "Ready",
     "Start",
     "End",
+    "Pause",
     "Bye",
+    "FEATURE_PAUSE",
+    "FEATURE_VOCABULARY",
+    "MAX_VOCABULARY",
+    "MAX_TERM",
+    "FEATURES",
     "Partial",
     "Caption",
     "Error",
@@ -84,6 +114,17 @@ MAX_SESSION_NAME = 128
 MAX_LANGUAGE = 16
 MAX_CODE = 64
 MAX_EVENTS = 16
+MAX_FEATURES = 16
+MAX_SAMPLES = 3600 * SAMPLE_RATE
+
+#: ``ready.features``: the worker accepts ``pause`` (early finals)
+FEATURE_PAUSE = "pause"
+#: ``ready.features``: the worker uses ``hello.vocabulary``
+FEATURE_VOCABULARY = "vocabulary"
+#: every optional feature this module knows
+FEATURES = (FEATURE_PAUSE, FEATURE_VOCABULARY)
+MAX_VOCABULARY = 100
+MAX_TERM = 64
 #: Utterance numbers and times beyond these are nonsense, not lectures.
 MAX_UTT = 2**53
 MAX_TIME_S = 10 * 24 * 3600.0
@@ -139,6 +180,8 @@ class Hello:
     protocol: int = PROTOCOL_VERSION
     sample_rate: int = SAMPLE_RATE
     language: str = "auto"
+    #: terms likely to be said (feature ``vocabulary``); sent only when not empty
+    vocabulary: tuple[str, ...] = ()
     type: str = field(default="hello", init=False, repr=False)
 
 
@@ -150,6 +193,8 @@ class Ready:
     model: str
     max_utterance_s: float
     protocol: int = PROTOCOL_VERSION
+    #: optional features the worker accepts (see the module doc); unknown ones are ignored
+    features: tuple[str, ...] = ()
     type: str = field(default="ready", init=False, repr=False)
 
 
@@ -168,6 +213,16 @@ class End:
 
     utt: int
     type: str = field(default="end", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """The open utterance ``utt`` may have ended after its first ``samples`` samples
+    (feature ``pause``: the worker decodes them as a final at once)."""
+
+    utt: int
+    samples: int
+    type: str = field(default="pause", init=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -236,9 +291,9 @@ class Error:
     type: str = field(default="error", init=False, repr=False)
 
 
-Message = Hello | Ready | Start | End | Bye | Partial | Caption | Error
+Message = Hello | Ready | Start | End | Pause | Bye | Partial | Caption | Error
 
-_CLIENT_TYPES = frozenset({"hello", "start", "end", "bye"})
+_CLIENT_TYPES = frozenset({"hello", "start", "end", "pause", "bye"})
 _WORKER_TYPES = frozenset({"ready", "partial", "final", "error"})
 
 
@@ -253,6 +308,13 @@ def encode(message: Message | bytes) -> str | bytes:
     else:
         payload = asdict(message)
         payload = {"type": payload.pop("type"), **payload}
+        if isinstance(message, Ready):
+            payload["features"] = list(message.features)
+        if isinstance(message, Hello):
+            if message.vocabulary:
+                payload["vocabulary"] = list(message.vocabulary)
+            else:
+                del payload["vocabulary"]
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -389,7 +451,8 @@ def _parse_hello(obj: dict) -> Hello:
     if rate != SAMPLE_RATE:
         raise ProtocolError(f"sample_rate must be {SAMPLE_RATE}, got {rate}", code="bad_field")
     language = _str(obj, "language", MAX_LANGUAGE, default="auto") or "auto"
-    return Hello(session=_session_name(obj), protocol=version, sample_rate=rate, language=language)
+    return Hello(session=_session_name(obj), protocol=version, sample_rate=rate, language=language,
+                 vocabulary=_vocabulary(obj))
 
 
 def _parse_ready(obj: dict) -> Ready:
@@ -405,16 +468,28 @@ def _parse_ready(obj: dict) -> Ready:
         model=_str(obj, "model", 4096),
         max_utterance_s=_float(obj, "max_utterance_s", 0.0, 3600.0),
         protocol=version,
+        features=_short_strings(obj, "features", MAX_FEATURES),
     )
 
 
+def _short_strings(obj: dict, key: str, max_items: int, max_len: int = MAX_CODE) -> tuple[str, ...]:
+    items = obj.get(key, [])
+    if not isinstance(items, list) or len(items) > max_items:
+        raise ProtocolError(f"field {key!r} must be a list of at most {max_items} strings", code="bad_field")
+    if not all(isinstance(e, str) and len(e) <= max_len for e in items):
+        raise ProtocolError(f"field {key!r} must hold strings of at most {max_len} characters", code="bad_field")
+    return tuple(items)
+
+
+def _vocabulary(obj: dict) -> tuple[str, ...]:
+    terms = _short_strings(obj, "vocabulary", MAX_VOCABULARY, MAX_TERM)
+    if not all(t.strip() and t.isprintable() for t in terms):
+        raise ProtocolError("field 'vocabulary' must hold printable, non-blank terms", code="bad_field")
+    return tuple(t.strip() for t in terms)
+
+
 def _parse_events(obj: dict) -> tuple[str, ...]:
-    events = obj.get("events", [])
-    if not isinstance(events, list) or len(events) > MAX_EVENTS:
-        raise ProtocolError(f"field 'events' must be a list of at most {MAX_EVENTS} strings", code="bad_field")
-    if not all(isinstance(e, str) and len(e) <= MAX_CODE for e in events):
-        raise ProtocolError("field 'events' must hold short strings", code="bad_field")
-    return tuple(events)
+    return _short_strings(obj, "events", MAX_EVENTS)
 
 
 def _parse_final(obj: dict) -> Caption:
@@ -438,6 +513,7 @@ _PARSERS = {
     "ready": _parse_ready,
     "start": lambda o: Start(utt=_int(o, "utt"), t=_float(o, "t")),
     "end": lambda o: End(utt=_int(o, "utt")),
+    "pause": lambda o: Pause(utt=_int(o, "utt"), samples=_int(o, "samples", 0, MAX_SAMPLES)),
     "bye": lambda o: Bye(),
     "partial": lambda o: Partial(utt=_int(o, "utt"), text=_str(o, "text")),
     "final": _parse_final,

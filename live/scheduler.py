@@ -1,11 +1,20 @@
 """One task owns the engine; every stream's jobs go through it.
 
-Jobs are *finals* (an ended utterance, each owed exactly one answer) and
-*partials* (the audio so far of an open utterance). Finals always go first;
-for each utterance only the newest partial request is kept, and a partial that
-is stale when the engine gets free is dropped. Jobs waiting together are
-batched into one engine call, up to a budget in seconds of audio. The engine
-runs in a worker thread (``asyncio.to_thread``), never on the event loop.
+Jobs are *finals* (an ended utterance, each owed exactly one answer; also the
+speculative final of an utterance whose pause may end it) and *partials* (the
+audio so far of an open utterance). Finals always go first and are decoded for
+accuracy (``kind="final"``); partials for speed. For each utterance only the
+newest partial request is kept, and a partial that is stale when the engine
+gets free is dropped.
+
+Batching follows a :class:`~live.calibrate.BatchPolicy` measured at start-up:
+finals of one language share a call only while the padding it adds stays under
+what the measured batching gain pays for. Partial calls are bounded in *engine
+time* (estimated by a :class:`~live.calibrate.CostModel` learnt from recent
+calls), so a final that arrives meanwhile waits at most about one short
+partial call; partials of a long open utterance come less often, so that they
+take at most a share of the engine. The engine runs in a worker thread
+(``asyncio.to_thread``), never on the event loop.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models import Engine, Transcript
+from models import NO_HINTS, DecodeHints, Engine, Transcript
+
+from .calibrate import ANY_BATCH, BatchPolicy, CostModel
 
 __all__ = ["SchedulerOptions", "Scheduler", "SchedulerStats"]
 
@@ -34,8 +45,11 @@ class SchedulerOptions:
 
     Attributes:
         batch_budget_s: most seconds of audio in one engine call of finals.
-        partial_budget_s: most seconds of audio in one engine call of partials
-            (kept small so a final arriving meanwhile waits little).
+        partial_budget_s: most seconds of audio in one engine call of partials.
+        partial_call_s: most estimated engine seconds of one call of partials
+            (at least one clip always goes): what a final may have to wait.
+        partial_share: most share of the engine the partials of one open
+            utterance may take; a long utterance's partials come less often.
         max_batch: most clips in one engine call.
         partial_every_s: base cadence of partials, in seconds of new audio.
         max_partial_slowdown: how many times the cadence may stretch when the
@@ -44,6 +58,8 @@ class SchedulerOptions:
 
     batch_budget_s: float = 30.0
     partial_budget_s: float = 12.0
+    partial_call_s: float = 0.35
+    partial_share: float = 0.5
     max_batch: int = 16
     partial_every_s: float = 0.6
     max_partial_slowdown: float = 5.0
@@ -67,6 +83,7 @@ class _Final:
     audio: np.ndarray
     language: str
     future: asyncio.Future
+    hints: DecodeHints = NO_HINTS
     queued: float = field(default_factory=time.monotonic)
 
 
@@ -76,15 +93,19 @@ class _Partial:
     language: str
     deliver: Callable[[Transcript], None]
     is_stale: Callable[[], bool]
+    hints: DecodeHints = NO_HINTS
 
 
 class Scheduler:
     """Batches finals and partials from every stream into engine calls."""
 
-    def __init__(self, engine: Engine, options: SchedulerOptions | None = None):
+    def __init__(self, engine: Engine, options: SchedulerOptions | None = None,
+                 policy: BatchPolicy = ANY_BATCH):
         self.engine = engine
         self.options = options or SchedulerOptions()
+        self.policy = policy
         self.stats = SchedulerStats()
+        self.costs = {"final": CostModel(), "partial": CostModel()}
         self._finals: deque[_Final] = deque()
         self._partials: dict[Hashable, _Partial] = {}
         self._wake = asyncio.Event()
@@ -115,10 +136,15 @@ class Scheduler:
 
     # -- submitting ----------------------------------------------------------
 
-    def submit_final(self, audio: np.ndarray, language: str = "auto") -> asyncio.Future:
-        """Queue an ended utterance; the future resolves to its :class:`Transcript`."""
+    def submit_final(self, audio: np.ndarray, language: str = "auto",
+                     hints: DecodeHints = NO_HINTS) -> asyncio.Future:
+        """Queue an ended utterance; the future resolves to its :class:`Transcript`.
+
+        Cancelling the future withdraws the job (a speculative final whose
+        utterance went on); a job already in the engine finishes unseen.
+        """
         future = asyncio.get_running_loop().create_future()
-        self._finals.append(_Final(audio, language, future))
+        self._finals.append(_Final(audio, language, future, hints))
         self._wake.set()
         return future
 
@@ -129,11 +155,12 @@ class Scheduler:
         deliver: Callable[[Transcript], None],
         is_stale: Callable[[], bool],
         language: str = "auto",
+        hints: DecodeHints = NO_HINTS,
     ) -> None:
         """Ask for a partial of ``key``; replaces any older request of the same key."""
         if key in self._partials:
             self.stats.partials_dropped += 1
-        self._partials[key] = _Partial(audio, language, deliver, is_stale)
+        self._partials[key] = _Partial(audio, language, deliver, is_stale, hints)
         self._wake.set()
 
     def cancel_partials(self, predicate: Callable[[Hashable], bool]) -> None:
@@ -143,17 +170,21 @@ class Scheduler:
 
     @property
     def queued_finals(self) -> int:
-        return len(self._finals)
+        return sum(1 for job in self._finals if not job.future.done())
 
-    def partial_interval_s(self) -> float:
-        """Seconds of new audio between partials: longer while the engine is busy."""
-        base = self.options.partial_every_s
-        busy = self._busy_ema
-        if self._finals:
-            busy = max(busy, 1.0)
+    def partial_interval_s(self, open_s: float = 0.0) -> float:
+        """Seconds of new audio between partials of an utterance ``open_s`` long.
+
+        Longer while the engine is busy, and long enough that the partials of
+        one utterance take at most ``partial_share`` of the engine.
+        """
+        o = self.options
+        busy = max(self._busy_ema, 1.0) if self.queued_finals else self._busy_ema
         # Up to 60 % busy is fine; beyond it stretch linearly up to the cap.
-        stretch = 1.0 + max(0.0, busy - 0.6) / 0.4 * (self.options.max_partial_slowdown - 1.0)
-        return base * min(stretch, self.options.max_partial_slowdown)
+        stretch = 1.0 + max(0.0, busy - 0.6) / 0.4 * (o.max_partial_slowdown - 1.0)
+        interval = o.partial_every_s * min(stretch, o.max_partial_slowdown)
+        cost = self.costs["partial"].estimate(open_s)
+        return max(interval, cost / o.partial_share)
 
     # -- the engine loop ----------------------------------------------------
 
@@ -171,33 +202,42 @@ class Scheduler:
                 await self._run_partials(partials)
 
     def _take_finals(self) -> list[_Final]:
-        while self._finals and self._finals[0].future.done():  # owner went away
-            self._finals.popleft()
-        if not self._finals:
+        """The oldest final and the next ones of its language that may share its call.
+
+        Of one language the batch is a prefix of the queue (finals are answered in
+        the order they were ended, so a stream's captions never overtake each
+        other: a stream has one language); finals of other languages, from other
+        streams, stay queued in their order.
+        """
+        live = [job for job in self._finals if not job.future.done()]  # withdrawn: gone
+        if not live:
+            self._finals.clear()
             return []
-        language = self._finals[0].language
-        taken: list[_Final] = []
+        first = live[0]
+        taken = [first]
         budget = self.options.batch_budget_s * SAMPLE_RATE
-        rest: deque[_Final] = deque()
-        used = 0
-        while self._finals:
-            job = self._finals.popleft()
-            if job.future.done():
+        used = len(first.audio)
+        limit = min(self.options.max_batch, self.policy.max_batch)
+        for job in live[1:]:
+            if job.language != first.language:
                 continue
-            fits = len(taken) < self.options.max_batch and (not taken or used + len(job.audio) <= budget)
-            if fits and job.language == language:
-                taken.append(job)
-                used += len(job.audio)
-            else:
-                rest.append(job)
-        self._finals = rest
+            lengths = [len(j.audio) for j in taken] + [len(job.audio)]
+            if len(taken) >= limit or used + len(job.audio) > budget or not self.policy.fits(lengths):
+                break
+            taken.append(job)
+            used += len(job.audio)
+        chosen = {id(job) for job in taken}
+        self._finals = deque(job for job in live if id(job) not in chosen)
         return taken
 
     def _take_partials(self) -> list[_Partial]:
         taken: list[_Partial] = []
         budget = self.options.partial_budget_s * SAMPLE_RATE
         used = 0
+        cost = 0.0
         language = None
+        limit = min(self.options.max_batch, self.policy.max_batch)
+        model = self.costs["partial"]
         for key in list(self._partials):
             job = self._partials[key]
             if job.is_stale():
@@ -206,27 +246,36 @@ class Scheduler:
                 continue
             if language is None:
                 language = job.language
-            if job.language != language or len(taken) >= self.options.max_batch:
+            if job.language != language or len(taken) >= limit:
                 continue
-            if taken and used + len(job.audio) > budget:
+            clip_cost = model.estimate(len(job.audio) / SAMPLE_RATE)
+            if taken and (used + len(job.audio) > budget or cost + clip_cost > self.options.partial_call_s
+                          or not self.policy.fits([len(j.audio) for j in taken] + [len(job.audio)])):
                 continue
             taken.append(self._partials.pop(key))
             used += len(job.audio)
+            cost += clip_cost
         return taken
 
-    async def _call_engine(self, clips: list[np.ndarray], language: str) -> list[Transcript]:
+    async def _call_engine(self, clips: list[np.ndarray], language: str, hints: list[DecodeHints],
+                           kind: str) -> list[Transcript]:
         started = time.monotonic()
         idle = started - self._last_idle_at
+        seconds = [len(c) / SAMPLE_RATE for c in clips]
+        ok = False
         try:
-            results = await asyncio.to_thread(self.engine.transcribe, clips, language)
+            results = await asyncio.to_thread(self.engine.transcribe, clips, language, hints=hints, kind=kind)
+            ok = True
         finally:
             ended = time.monotonic()
             busy = ended - started
             self._busy_ema = 0.7 * self._busy_ema + 0.3 * (busy / max(busy + idle, 1e-6))
             self._last_idle_at = ended
+            if ok:
+                self.costs[kind].add(seconds, busy)
             self.stats.engine_calls += 1
             self.stats.engine_seconds += busy
-            self.stats.audio_seconds += sum(len(c) for c in clips) / SAMPLE_RATE
+            self.stats.audio_seconds += sum(seconds)
             self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(clips))
         if len(results) != len(clips):
             raise RuntimeError(f"engine returned {len(results)} results for {len(clips)} clips")
@@ -234,7 +283,8 @@ class Scheduler:
 
     async def _run_finals(self, jobs: list[_Final]) -> None:
         try:
-            results = await self._call_engine([j.audio for j in jobs], jobs[0].language)
+            results = await self._call_engine([j.audio for j in jobs], jobs[0].language,
+                                              [j.hints for j in jobs], "final")
         except asyncio.CancelledError:
             for job in jobs:
                 if not job.future.done():
@@ -253,7 +303,8 @@ class Scheduler:
 
     async def _run_partials(self, jobs: list[_Partial]) -> None:
         try:
-            results = await self._call_engine([j.audio for j in jobs], jobs[0].language)
+            results = await self._call_engine([j.audio for j in jobs], jobs[0].language,
+                                              [j.hints for j in jobs], "partial")
         except asyncio.CancelledError:
             raise
         except Exception:  # task boundary: a failed partial is only a missed update

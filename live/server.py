@@ -26,8 +26,9 @@ from websockets.http11 import Request, Response
 from models import Engine, EngineOptions, create_engine
 
 from .admin import ADMIN_PREFIX, authenticate, handle_admin, json_response
+from .calibrate import ANY_BATCH, calibrate_batching
 from .keys import KeyRecord, KeyStore, KeyStoreError
-from .protocol import CLOSE_KEY_REVOKED, CLOSE_TOO_MANY_STREAMS
+from .protocol import CLOSE_KEY_REVOKED, CLOSE_TOO_MANY_STREAMS, FEATURE_PAUSE, FEATURE_VOCABULARY
 from .scheduler import Scheduler, SchedulerOptions
 from .session import StreamLimits, StreamSession
 
@@ -57,6 +58,14 @@ class WorkerSettings:
             free for the event loop (and, in ``notsound live``, the capture side):
             on 2 cores one engine thread halved the pipeline's overhead (make bench).
         warmup: run a short clip through the engine before accepting streams.
+        beam_size: beam width of finals (decoded for accuracy; whisper). SenseVoice is a
+            CTC model and decodes finals and partials the same way: it ignores both beams.
+        partial_beam_size: beam width of partials (decoded for speed; 1 is greedy).
+        early_finals: offer the ``pause`` feature: decode an utterance as soon as the
+            client's VAD sees its speech stop, before the pause is long enough to end it.
+        calibrate: time batched against one-at-a-time engine calls at start-up and
+            batch only where it was faster (engines that pad batches: SenseVoice).
+        partial_call_s: most estimated engine seconds of one call of partials.
         partial_every_s: seconds of new audio between partials (stretches under load).
         batch_budget_s: most seconds of audio in one engine call.
         max_batch: most clips in one engine call.
@@ -84,6 +93,11 @@ class WorkerSettings:
     precision: str = "fp32"
     threads: int = 0
     warmup: bool = True
+    beam_size: int = 5
+    partial_beam_size: int = 1
+    early_finals: bool = True
+    calibrate: bool = True
+    partial_call_s: float = 0.35
     partial_every_s: float = 0.6
     batch_budget_s: float = 30.0
     max_batch: int = 16
@@ -106,6 +120,8 @@ class WorkerSettings:
             device=self.device,
             precision=self.precision,
             threads=self.threads or default_threads(),
+            beam_size=self.beam_size,
+            partial_beam_size=self.partial_beam_size,
         )
 
     def scheduler_options(self) -> SchedulerOptions:
@@ -113,6 +129,7 @@ class WorkerSettings:
             batch_budget_s=self.batch_budget_s,
             max_batch=self.max_batch,
             partial_every_s=self.partial_every_s,
+            partial_call_s=self.partial_call_s,
         )
 
     def stream_limits(self) -> StreamLimits:
@@ -170,7 +187,10 @@ class Worker:
             await asyncio.to_thread(self.engine.load)
         if self.settings.warmup:
             await asyncio.to_thread(self.engine.warmup)
-        self._scheduler = Scheduler(self.engine, self.settings.scheduler_options())
+        policy = ANY_BATCH
+        if self.settings.calibrate:
+            policy = await asyncio.to_thread(calibrate_batching, self.engine, self.settings.max_batch)
+        self._scheduler = Scheduler(self.engine, self.settings.scheduler_options(), policy)
         self._scheduler.start()
         self._server = await serve(
             self._handle,
@@ -258,6 +278,11 @@ class Worker:
             return answer
         return None
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Optional protocol features this worker offers in ``ready``."""
+        return ((FEATURE_PAUSE,) if self.settings.early_finals else ()) + (FEATURE_VOCABULARY,)
+
     def health(self) -> dict[str, Any]:
         assert self.engine is not None and self._scheduler is not None
         stats = self._scheduler.stats
@@ -267,6 +292,9 @@ class Worker:
             "model": self.engine.model_ref,
             "streams": len(self.sessions),
             "queued_finals": self._scheduler.queued_finals,
+            "batching": {"gain": round(self._scheduler.policy.gain, 3),
+                         "max_batch": min(self._scheduler.policy.max_batch, self.settings.max_batch),
+                         "max_padding": round(self._scheduler.policy.max_waste, 3)},
             "engine_calls": stats.engine_calls,
             "finals": stats.finals,
             "partials": stats.partials,
@@ -279,7 +307,8 @@ class Worker:
         assert self._scheduler is not None and self.engine is not None
         record: KeyRecord | None = getattr(ws, "key_record", None)
         session = StreamSession(ws, self._scheduler, self.engine, self.stream_limits,
-                                key_id=record.id if record else None)
+                                key_id=record.id if record else None,
+                                features=self.features)
         if record is not None:
             limit = record.max_streams or self.settings.max_streams_per_key
             held = sum(1 for s in self.sessions if s.key_id == record.id)

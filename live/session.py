@@ -11,7 +11,7 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from models import Engine, Transcript
+from models import DecodeHints, Engine, Transcript
 
 from .limits import TokenBucket
 from .protocol import (
@@ -22,6 +22,8 @@ from .protocol import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_RATE_LIMITED,
     CLOSE_UTTERANCE_TOO_LONG,
+    FEATURE_PAUSE,
+    FEATURE_VOCABULARY,
     MAX_TEXT_FRAME_BYTES,
     SAMPLE_RATE,
     Bye,
@@ -31,6 +33,7 @@ from .protocol import (
     Hello,
     Message,
     Partial,
+    Pause,
     ProtocolError,
     Ready,
     Start,
@@ -43,6 +46,8 @@ __all__ = ["StreamLimits", "StreamSession"]
 
 #: messages waiting to be sent beyond which new partials are dropped
 PARTIAL_BACKLOG = 4
+#: characters of a stream's recent finals given to the engine as context
+CONTEXT_CHARS = 200
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,13 @@ class _Utterance:
         self.chunks: list[np.ndarray] = []
         self.samples = 0
         self.partial_at = 0
+        #: (samples, future) of the final decode started by a ``pause``
+        self.speculative: tuple[int, asyncio.Future] | None = None
+
+    def drop_speculative(self) -> None:
+        if self.speculative is not None:
+            self.speculative[1].cancel()
+            self.speculative = None
 
     def audio(self) -> np.ndarray:
         if not self.chunks:
@@ -101,9 +113,11 @@ class StreamSession:
     """Serves one connection until ``bye``, a fatal error, disconnect or shutdown."""
 
     def __init__(self, ws: ServerConnection, scheduler: Scheduler, engine: Engine, limits: StreamLimits,
-                 key_id: str | None = None):
+                 key_id: str | None = None, features: tuple[str, ...] = ()):
         self.ws = ws
         self.key_id = key_id
+        self.features = features
+        self.context = ""  # tail of this stream's recent finals
         self.audio_s = 0.0
         self.scheduler = scheduler
         self.engine = engine
@@ -114,6 +128,7 @@ class StreamSession:
         self._outbox: asyncio.Queue[Message | None] = asyncio.Queue()
         self._sender: asyncio.Task | None = None
         self._closing = False
+        self._failed = False  # an error was sent and the close is under way: accept nothing more
         self._progress = asyncio.Event()  # set by the sender after each message it sent
         self._audio_bucket = TokenBucket(limits.audio_rate, limits.audio_burst_s)
         self._message_bucket = TokenBucket(limits.messages_per_s, limits.message_burst)
@@ -176,6 +191,8 @@ class StreamSession:
 
     async def _dispatch(self, msg: Message | bytes) -> bool:
         """Handle one message; True when the stream is over."""
+        if self._failed:
+            return False  # closing after an error: what still arrives is read and dropped
         if isinstance(msg, bytes):
             self._on_audio(msg)
         elif isinstance(msg, Hello):
@@ -186,6 +203,8 @@ class StreamSession:
             self._on_start(msg)
         elif isinstance(msg, End):
             self._on_end(msg)
+        elif isinstance(msg, Pause):
+            self._on_pause(msg)
         elif isinstance(msg, Bye):
             await self.drain_and_close(None, CLOSE_NORMAL)
             return True
@@ -200,6 +219,7 @@ class StreamSession:
             engine=self.engine.name,
             model=self.engine.model_ref,
             max_utterance_s=self.limits.max_utterance_s,
+            features=self.features,
         ))
 
     def _on_start(self, msg: Start) -> None:
@@ -224,10 +244,13 @@ class StreamSession:
             raise ProtocolError(
                 f"audio arrives faster than {self.limits.audio_rate:g}x real time",
                 code="rate_limited", close_code=CLOSE_RATE_LIMITED)
+        if len(pcm):
+            utt.drop_speculative()  # speech went on after the pause
         utt.chunks.append(pcm)
         utt.samples += len(pcm)
         self.audio_s += len(pcm) / SAMPLE_RATE
-        if utt.samples - utt.partial_at >= self.scheduler.partial_interval_s() * SAMPLE_RATE:
+        interval = self.scheduler.partial_interval_s(utt.samples / SAMPLE_RATE)
+        if utt.samples - utt.partial_at >= interval * SAMPLE_RATE:
             utt.partial_at = utt.samples
             self._request_partial(utt)
 
@@ -236,13 +259,55 @@ class StreamSession:
         if utt is None or utt.utt != msg.utt:
             raise ProtocolError(f"end of {msg.utt}, which is not the open utterance", code="not_open")
         self.open = None
-        audio = utt.audio()
-        future = self.scheduler.submit_final(audio, self.language)
+        if utt.speculative is not None and utt.speculative[0] == utt.samples:
+            future = utt.speculative[1]  # decoded (or decoding) exactly this audio already
+        else:
+            utt.drop_speculative()
+            future = self.scheduler.submit_final(utt.audio(), self.language, self._hints())
         end = utt.start + utt.samples / SAMPLE_RATE
         previous = self.owed.pop(utt.utt, None)
         if previous is not None:  # the same number resent: only the newest counts
             previous.cancel()
         self.owed[utt.utt] = asyncio.create_task(self._deliver_final(utt.utt, utt.start, end, future))
+
+    def _on_pause(self, msg: Pause) -> None:
+        utt = self.open
+        if utt is None or utt.utt != msg.utt:
+            raise ProtocolError(f"pause of {msg.utt}, which is not the open utterance", code="not_open")
+        if FEATURE_PAUSE not in self.features:
+            raise ProtocolError("pause was not offered in ready", code="unexpected_type")
+        if msg.samples != utt.samples:
+            raise ProtocolError(f"pause of {msg.utt} at {msg.samples} samples, but {utt.samples} arrived",
+                                code="bad_pause")
+        if utt.speculative is not None and utt.speculative[0] == utt.samples:
+            return  # already decoding exactly this audio
+        utt.drop_speculative()
+        future = self.scheduler.submit_final(utt.audio(), self.language, self._hints())
+        utt.speculative = (utt.samples, future)
+        samples = utt.samples
+
+        def show(done: asyncio.Future) -> None:
+            # The final's text, shown at once while the pause is confirmed.
+            if done.cancelled() or done.exception() is not None:
+                return
+            text = done.result().text
+            if self.open is utt and utt.samples == samples and text and self._outbox.qsize() < PARTIAL_BACKLOG:
+                self._outbox.put_nowait(Partial(utt=utt.utt, text=text))
+
+        future.add_done_callback(show)
+
+    def _hints(self) -> DecodeHints:
+        vocabulary = self.hello.vocabulary if self.hello and FEATURE_VOCABULARY in self.features else ()
+        return DecodeHints(context=self.context, vocabulary=vocabulary)
+
+    def _remember(self, text: str) -> None:
+        """Keep the tail of the stream's finals (whole words where there are spaces)."""
+        joined = f"{self.context} {text}".strip() if text else self.context
+        if len(joined) > CONTEXT_CHARS:
+            cut = joined[-CONTEXT_CHARS:]
+            space = cut.find(" ")
+            joined = cut[space + 1:] if 0 <= space < CONTEXT_CHARS // 4 else cut
+        self.context = joined
 
     # -- answers -----------------------------------------------------------
 
@@ -256,8 +321,9 @@ class StreamSession:
             key=(id(self), utt.utt),
             audio=utt.audio(),
             deliver=deliver,
-            is_stale=lambda: self.open is not utt,
+            is_stale=lambda: self.open is not utt or utt.speculative is not None,
             language=self.language,
+            hints=self._hints(),
         )
 
     async def _deliver_final(self, utt: int, start: float, end: float, future: asyncio.Future) -> None:
@@ -276,6 +342,7 @@ class StreamSession:
             emotion=result.emotion, events=tuple(result.events),
         ))
         self.owed.pop(utt, None)
+        self._remember(result.text)
 
     async def _send_loop(self) -> None:
         while True:
@@ -320,6 +387,7 @@ class StreamSession:
         """Send ``error`` and close. ``discard`` (only from the read loop, the one reader):
         keep reading and dropping frames meanwhile, so that websockets, which stops reading
         when its queue is full, still sees the client's close frame."""
+        self._failed = True
         log.warning("stream %s: %s (%s); closing %d", self.name, message, code, close_code)
         self._outbox.put_nowait(Error(code=code, message=message))
         await self._flush_outbox()
@@ -345,6 +413,8 @@ class StreamSession:
     async def _teardown(self) -> None:
         me = id(self)
         self.scheduler.cancel_partials(lambda key: key[0] == me)
+        if self.open is not None:
+            self.open.drop_speculative()
         for task in self.owed.values():
             task.cancel()
         self.owed.clear()

@@ -1,7 +1,9 @@
 """ASR engines behind one interface; see :mod:`models.base` and :mod:`models.registry`."""
 
 from .base import (
+    NO_HINTS,
     SAMPLE_RATE,
+    DecodeHints,
     Engine,
     EngineError,
     EngineOptions,
@@ -12,7 +14,9 @@ from .base import (
 from .registry import ENGINES, create_engine, engine_class, engine_names
 
 __all__ = [
+    "NO_HINTS",
     "SAMPLE_RATE",
+    "DecodeHints",
     "Engine",
     "EngineError",
     "EngineOptions",

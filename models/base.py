@@ -11,10 +11,13 @@ import numpy as np
 __all__ = [
     "SAMPLE_RATE",
     "Transcript",
+    "DecodeHints",
+    "KINDS",
     "EngineOptions",
     "Engine",
     "EngineError",
     "ModelNotFoundError",
+    "NO_HINTS",
     "UnknownEngineError",
     "as_float32",
 ]
@@ -39,6 +42,31 @@ class Transcript:
     events: tuple[str, ...] = ()
 
 
+#: Job kinds an engine is asked to decode: a final (accuracy first) or a partial (speed first).
+KINDS = ("final", "partial")
+
+
+@dataclass(frozen=True)
+class DecodeHints:
+    """What an engine may use besides the audio of one clip.
+
+    Hints are per clip, so one batched call can serve clips of several streams.
+    Engines without prompting or hotword support ignore them.
+
+    Attributes:
+        context: the stream's most recent final text (a bounded tail), for engines that
+            condition on previous text (faster-whisper ``initial_prompt``).
+        vocabulary: terms likely to be spoken (e.g. from the lecture's slides), for engines
+            that take hotwords (faster-whisper ``hotwords``).
+    """
+
+    context: str = ""
+    vocabulary: tuple[str, ...] = ()
+
+
+NO_HINTS = DecodeHints()
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """How to build an engine.
@@ -49,6 +77,9 @@ class EngineOptions:
         precision: ``fp32``, ``fp16`` (GPU) or ``int8`` (CPU fast path where the engine has one).
         threads: CPU threads for inference; ``None`` leaves the library default.
         itn: inverse text normalisation ("twenty one" -> "21") where the engine supports it.
+        beam_size: beam width for finals (decoded for accuracy), where the engine has a
+            beam search (whisper); CTC engines (SenseVoice) decode every job the same way.
+        partial_beam_size: beam width for partials (decoded for speed; 1 is greedy).
     """
 
     model: str | None = None
@@ -56,6 +87,8 @@ class EngineOptions:
     precision: str = "fp32"
     threads: int | None = None
     itn: bool = True
+    beam_size: int = 5
+    partial_beam_size: int = 1
 
 
 class EngineError(RuntimeError):
@@ -97,6 +130,9 @@ class Engine(abc.ABC):
 
     #: registry name, e.g. ``"sensevoice"``
     name: str = ""
+    #: True when one call decodes its clips together, padded to the longest; the worker
+    #: then measures at start whether batching pays on its machine (``live.calibrate``)
+    pads_batches: bool = False
 
     def __init__(self, options: EngineOptions | None = None):
         self.options = options or EngineOptions()
@@ -124,8 +160,14 @@ class Engine(abc.ABC):
         self.transcribe([np.zeros(SAMPLE_RATE // 2, dtype=np.float32)], "auto")
 
     @abc.abstractmethod
-    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto") -> list[Transcript]:
-        """Transcribe every clip of ``batch`` (int16 or float32, 16 kHz mono)."""
+    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto", *,
+                   hints: Sequence[DecodeHints] | None = None, kind: str = "final") -> list[Transcript]:
+        """Transcribe every clip of ``batch`` (int16 or float32, 16 kHz mono).
+
+        ``hints`` gives one :class:`DecodeHints` per clip (``None``: none for any clip).
+        ``kind`` is ``"final"`` (decode for accuracy, e.g. beam search) or ``"partial"``
+        (decode for speed); engines whose decoding has no such choice (CTC) ignore it.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model."""

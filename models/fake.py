@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import SAMPLE_RATE, Engine, EngineError, EngineOptions, Transcript
+from .base import NO_HINTS, SAMPLE_RATE, DecodeHints, Engine, EngineError, EngineOptions, Transcript
 
 __all__ = ["FakeEngine", "fake_text"]
 
@@ -49,6 +49,9 @@ class FakeEngine(Engine):
         self.fail = False
         #: batch size of every call so far (tests read it to see batching)
         self.calls: list[int] = []
+        #: kind ("final"/"partial") and hints of every clip so far, in call order
+        self.kinds: list[str] = []
+        self.hints: list[DecodeHints] = []
         for item in filter(None, (self.options.model or "").split(",")):
             key, sep, value = item.partition("=")
             try:
@@ -72,8 +75,11 @@ class FakeEngine(Engine):
     def warmup(self) -> None:
         """Nothing to warm up."""
 
-    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto") -> list[Transcript]:
+    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto", *,
+                   hints: Sequence[DecodeHints] | None = None, kind: str = "final") -> list[Transcript]:
         self.calls.append(len(batch))
+        self.kinds.extend([kind] * len(batch))
+        self.hints.extend(hints if hints is not None else [NO_HINTS] * len(batch))
         if self.fail:
             raise EngineError("fake engine told to fail")
         seconds = sum(len(a) for a in batch) / SAMPLE_RATE

@@ -28,6 +28,7 @@ import numpy as np
 
 from .base import (
     SAMPLE_RATE,
+    DecodeHints,
     Engine,
     EngineError,
     EngineOptions,
@@ -185,6 +186,8 @@ class SenseVoiceEngine(Engine):
     """
 
     name = "sensevoice"
+    #: one ``generate`` call pads its clips to the longest: the worker measures whether batching pays
+    pads_batches = True
 
     def __init__(self, options: EngineOptions | None = None):
         super().__init__(options)
@@ -323,8 +326,13 @@ class SenseVoiceEngine(Engine):
 
     # -- inference -------------------------------------------------------------------
 
-    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto") -> list[Transcript]:
-        """Transcribe every clip of ``batch`` in one ``generate`` call; short clips give ``""``."""
+    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto", *,
+                   hints: Sequence[DecodeHints] | None = None, kind: str = "final") -> list[Transcript]:
+        """Transcribe every clip of ``batch`` in one ``generate`` call; short clips give ``""``.
+
+        SenseVoice is a CTC model: finals and partials decode the same way (``kind`` is
+        ignored), and it takes neither a text prompt nor hotwords (``hints`` are ignored).
+        """
         if self._auto is None:
             raise EngineError("SenseVoiceEngine.transcribe called before load()")
         language = (language or "auto").lower()

@@ -9,12 +9,17 @@ model the engine uses the ``tiny.en`` folder shipped by the PyPI package
 
 Decoding is tuned for short VAD utterances and low latency:
 
-- ``beam_size=1`` (greedy). Measured with tiny.en fp32 on 2 CPU threads:
-  beam 5 takes about 25-30% longer per clip (0.72 s instead of 0.56 s for a
-  5 s utterance) and lowers the word error rate on the espeak test paragraph
-  from 0.13 to 0.02. On CPU the worker also runs partials on the same engine,
-  so latency wins; the temperature fallback stays on, so a greedy result that
-  looks degenerate is still decoded again.
+- Finals are decoded for accuracy, partials for speed: ``beam_size`` (default 5)
+  for a final, ``partial_beam_size`` (default 1, greedy) for a partial, from
+  :class:`~models.base.EngineOptions`. Measured with tiny.en fp32 on 2 CPU
+  threads: beam 5 takes about 15-30% longer per clip and lowers the word error
+  rate on espeak-ng sentences from 0.18 to 0.13; a partial is replaced within
+  a second anyway, so it stays greedy. The temperature fallback stays on, so a
+  result that looks degenerate is still decoded again.
+- Context: a clip's :class:`~models.base.DecodeHints` ``context`` (the stream's
+  recent finals) becomes ``initial_prompt``, and its ``vocabulary`` becomes
+  ``hotwords``, so names and terms already said or on the slides are spelled
+  the same way again.
 - ``vad_filter=False``: capture already cut the audio with Silero VAD.
 - ``condition_on_previous_text=False`` and ``without_timestamps=True``: every
   clip is one utterance, decoded on its own, text only.
@@ -47,7 +52,9 @@ from typing import Any
 import numpy as np
 
 from .base import (
+    NO_HINTS,
     SAMPLE_RATE,
+    DecodeHints,
     Engine,
     EngineError,
     EngineOptions,
@@ -71,7 +78,6 @@ MIN_SAMPLES = SAMPLE_RATE // 10
 COMPUTE_TYPES = {"fp32": "float32", "int8": "int8", "fp16": "float16"}
 #: keyword arguments of every WhisperModel.transcribe call (see the module docstring)
 DECODE_OPTIONS: dict[str, Any] = {
-    "beam_size": 1,
     "vad_filter": False,
     "condition_on_previous_text": False,
     "without_timestamps": True,
@@ -254,17 +260,26 @@ class WhisperEngine(Engine):
             )
         return language
 
-    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto") -> list[Transcript]:
+    def transcribe(self, batch: Sequence[np.ndarray], language: str = "auto", *,
+                   hints: Sequence[DecodeHints] | None = None, kind: str = "final") -> list[Transcript]:
         if self._model is None:
             self.load()
         lang = self._whisper_language(language)
-        return [self._transcribe_one(as_float32(clip), lang) for clip in batch]
+        beam = self.options.beam_size if kind == "final" else self.options.partial_beam_size
+        hints = hints if hints is not None else [NO_HINTS] * len(batch)
+        return [self._transcribe_one(as_float32(clip), lang, hint, beam)
+                for clip, hint in zip(batch, hints, strict=True)]
 
-    def _transcribe_one(self, audio: np.ndarray, language: str | None) -> Transcript:
+    def _transcribe_one(self, audio: np.ndarray, language: str | None, hints: DecodeHints,
+                        beam: int) -> Transcript:
         if len(audio) < MIN_SAMPLES:
             return Transcript(text="", lang="en" if self._english_only else language or "")
         try:
-            segments, info = self._model.transcribe(audio, language=language, **DECODE_OPTIONS)
+            segments, info = self._model.transcribe(
+                audio, language=language, beam_size=max(1, beam),
+                initial_prompt=hints.context or None,
+                hotwords=", ".join(hints.vocabulary) or None,
+                **DECODE_OPTIONS)
             text = "".join(segment.text for segment in segments).strip()
         except (RuntimeError, ValueError) as exc:
             raise EngineError(

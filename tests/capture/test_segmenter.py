@@ -19,6 +19,7 @@ from capture.segmenter import (
     Utterance,
     UtteranceAudio,
     UtteranceEnded,
+    UtterancePaused,
     UtteranceStarted,
 )
 from capture.vad import SAMPLE_RATE, WINDOW, VadError, VadOptions
@@ -127,11 +128,37 @@ def test_streamed_audio_arrives_during_speech_and_concatenates_to_the_utterance(
     for n, (_, off) in zip(range(7, 11), truth, strict=True):
         mine = [(t, e) for t, e in log if e.utt == n]
         assert isinstance(mine[0][1], UtteranceStarted) and isinstance(mine[-1][1], UtteranceEnded)
-        audio = [(t, e) for t, e in mine[1:-1]]
+        audio = [(t, e) for t, e in mine[1:-1] if not isinstance(e, UtterancePaused)]
         assert all(isinstance(e, UtteranceAudio) for _, e in audio)
         assert sum(t < off for t, _ in audio) >= 10  # partials possible while still spoken
         utterance = mine[-1][1].utterance
         np.testing.assert_array_equal(np.concatenate([e.pcm for _, e in audio]), utterance.pcm)
+
+
+@needs_espeak
+def test_pause_event_names_exactly_the_utterance_audio_before_the_end_is_decided(paragraph):
+    pcm, truth = paragraph
+    options = VadOptions()
+    segmenter, fed, log = Segmenter(options), 0, []
+    for i in range(0, len(pcm), 1600):
+        fed += len(pcm[i : i + 1600])
+        log += [(fed / SR, e) for e in segmenter.feed(pcm[i : i + 1600])]
+    ended = [(t, e) for t, e in log if isinstance(e, UtteranceEnded)]
+    assert len(ended) == len(truth)
+    for t_end, end in ended:
+        mine = [(t, e) for t, e in log if e.utt == end.utt]
+        pauses = [(t, e) for t, e in mine if isinstance(e, UtterancePaused)]
+        assert pauses, f"no pause event before utterance {end.utt} ended"
+        t_pause, last = pauses[-1]
+        # The last pause holds the whole utterance, nothing was streamed after it ...
+        assert last.samples == len(end.utterance.pcm)
+        assert last.end == pytest.approx(end.end)
+        assert all(not isinstance(e, UtteranceAudio) for t, e in mine if t > t_pause)
+        # ... and it came a good part of the pause before the end was decided.
+        assert t_end - t_pause >= options.min_silence_s - options.pad_s - 0.1 - WINDOW / SR
+        # Earlier pauses were followed by more audio (the speech went on).
+        for _, e in pauses[:-1]:
+            assert e.samples < last.samples
 
 
 @needs_espeak

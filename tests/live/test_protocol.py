@@ -13,14 +13,18 @@ from live.protocol import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_VERSION,
     MAX_AUDIO_FRAME_BYTES,
+    MAX_CODE,
     MAX_SESSION_NAME,
+    MAX_TERM,
     MAX_TEXT_FRAME_BYTES,
+    MAX_VOCABULARY,
     Bye,
     Caption,
     End,
     Error,
     Hello,
     Partial,
+    Pause,
     ProtocolError,
     Ready,
     Start,
@@ -283,6 +287,49 @@ def test_sample_rate_other_than_16k_is_rejected(rate):
     assert err.close_code == CLOSE_PROTOCOL_ERROR
 
 
+@given(
+    utt=st.integers(min_value=0, max_value=2**53),
+    samples=st.integers(min_value=0, max_value=3600 * 16000),
+    features=st.lists(st.text(max_size=MAX_CODE), max_size=16),
+    vocabulary=st.lists(st.text(min_size=1, max_size=MAX_TERM).map(str.strip).filter(
+        lambda t: t and t.isprintable()), max_size=MAX_VOCABULARY),
+)
+def test_generated_pause_ready_and_hello_vocabulary_round_trip(utt, samples, features, vocabulary):
+    assert decode_client(encode(Pause(utt=utt, samples=samples))) == Pause(utt=utt, samples=samples)
+    ready = Ready(engine="e", model="m", max_utterance_s=30.0, features=tuple(features))
+    assert decode_worker(encode(ready)) == ready
+    hello = Hello(session="s", vocabulary=tuple(vocabulary))
+    assert decode_client(encode(hello)) == hello
+
+
+def test_ready_and_hello_without_the_optional_fields_are_plain_v1():
+    ready = decode_worker('{"type":"ready","protocol":1,"engine":"e","model":"m","max_utterance_s":30}')
+    assert ready.features == ()
+    assert "vocabulary" not in json.loads(encode(Hello(session="s")))
+    assert decode_client('{"type":"hello","protocol":1,"session":"s"}').vocabulary == ()
+
+
+@pytest.mark.parametrize("vocabulary", [
+    "not a list", ["x" * (MAX_TERM + 1)], ["ok"] * (MAX_VOCABULARY + 1), [" "], ["tab\there"], [3],
+])
+def test_bad_vocabularies_are_rejected(vocabulary):
+    err = _raises(json.dumps({"type": "hello", "protocol": 1, "session": "s", "vocabulary": vocabulary}),
+                  decode_client)
+    assert err.code == "bad_field"
+
+
+@pytest.mark.parametrize("obj", [
+    {"type": "pause", "utt": 1}, {"type": "pause", "utt": 1, "samples": -1},
+    {"type": "pause", "utt": 1, "samples": 3600 * 16000 + 1}, {"type": "pause", "utt": 1, "samples": 1.5},
+])
+def test_bad_pauses_are_rejected(obj):
+    assert _raises(json.dumps(obj), decode_client).code in ("missing_field", "bad_field")
+
+
+def test_the_worker_never_receives_a_pause_as_its_own_message():
+    assert _raises(encode(Pause(utt=1, samples=0)), decode_worker).code == "unexpected_type"
+
+
 def test_hello_defaults_sample_rate_and_language():
     msg = decode_client(_json({"type": "hello", "protocol": 1, "session": "s", "language": ""}))
     assert msg == Hello(session="s", sample_rate=16000, language="auto")
@@ -328,8 +375,8 @@ def test_decode_rejects_frames_that_are_neither_text_nor_bytes():
 
 _FIELD_NAMES = ["type", "utt", "t", "session", "protocol", "sample_rate", "language", "text",
                 "start", "end", "lang", "emotion", "events", "code", "message", "engine",
-                "model", "max_utterance_s"]
-_TYPES = ["hello", "ready", "start", "end", "bye", "partial", "final", "error"]
+                "model", "max_utterance_s", "features", "vocabulary", "samples"]
+_TYPES = ["hello", "ready", "start", "end", "pause", "bye", "partial", "final", "error"]
 _scalars = (
     st.none() | st.booleans() | st.integers() | st.integers(min_value=10**300, max_value=10**400)
     | st.floats() | st.text(max_size=40) | st.sampled_from(_TYPES)

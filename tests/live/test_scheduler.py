@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 import pytest
 
+from live.calibrate import ANY_BATCH, BatchPolicy
 from live.scheduler import Scheduler, SchedulerOptions
 from models import EngineError, EngineOptions, Transcript, create_engine
 from models.fake import FakeEngine, fake_text
@@ -25,8 +26,8 @@ def fake(model: str = "") -> FakeEngine:
 async def make_scheduler() -> AsyncIterator[Callable[..., Scheduler]]:
     made: list[Scheduler] = []
 
-    def _make(engine: FakeEngine, **options) -> Scheduler:
-        scheduler = Scheduler(engine, SchedulerOptions(**options))
+    def _make(engine: FakeEngine, policy: BatchPolicy = ANY_BATCH, **options) -> Scheduler:
+        scheduler = Scheduler(engine, SchedulerOptions(**options), policy)
         scheduler.start()
         made.append(scheduler)
         return scheduler

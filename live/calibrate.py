@@ -1,0 +1,139 @@
+"""Measurements the scheduler decides by: engine cost per call and the worth of batching.
+
+Nothing here is tuned to one machine. :class:`CostModel` learns what an engine
+call of a given length costs on the machine the worker runs on, while it runs;
+:func:`calibrate_batching` times the engine at start-up on a few equal clips,
+one at a time and batched, so that the scheduler batches only where a batched
+call has been seen to be faster (on 2 CPU cores, 16 cores, or a GPU alike).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from models import Engine
+
+__all__ = ["CostModel", "BatchPolicy", "calibrate_batching", "NO_BATCHING", "ANY_BATCH"]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+
+
+class CostModel:
+    """Engine seconds of one clip as ``a + b * audio_seconds``, fitted as calls come in.
+
+    An exponentially weighted least-squares fit over (clip seconds, engine
+    seconds per clip) of recent calls: whisper pads every clip to a 30 s
+    window (cost nearly flat in length), SenseVoice's cost grows with length;
+    one model covers both. ``decay`` is the weight one call's sample loses per
+    later call.
+    """
+
+    def __init__(self, decay: float = 0.9):
+        self.decay = decay
+        self._n = self._sx = self._sy = self._sxx = self._sxy = 0.0
+
+    @property
+    def known(self) -> bool:
+        return self._n > 0.0
+
+    def add(self, clip_seconds: list[float], engine_seconds: float) -> None:
+        """One engine call of ``clip_seconds`` clips that took ``engine_seconds``."""
+        if not clip_seconds:
+            return
+        per_clip = engine_seconds / len(clip_seconds)
+        for x in clip_seconds:
+            d = self.decay
+            self._n = d * self._n + 1.0
+            self._sx = d * self._sx + x
+            self._sy = d * self._sy + per_clip
+            self._sxx = d * self._sxx + x * x
+            self._sxy = d * self._sxy + x * per_clip
+
+    def estimate(self, seconds: float) -> float:
+        """Engine seconds a clip of ``seconds`` is expected to take (0 before any call)."""
+        if not self._n:
+            return 0.0
+        mean_x, mean_y = self._sx / self._n, self._sy / self._n
+        var = self._sxx / self._n - mean_x * mean_x
+        slope = (self._sxy / self._n - mean_x * mean_y) / var if var > 1e-6 else 0.0
+        # One length seen so far, or cost flat in length: the mean cost of a call.
+        return max(mean_y + max(slope, 0.0) * (seconds - mean_x), 0.0)
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """Which clips may share an engine call.
+
+    Attributes:
+        gain: throughput of a batched call over the same clips one at a time,
+            measured on equal clips (1.0: batching buys nothing).
+        max_waste: most share of a batched call that may be padding (the
+            batch's clips padded to its longest one). A batch with waste ``w``
+            costs about ``1 / (1 - w)`` of the unpadded call, so it still wins
+            while ``w <= 1 - 1 / gain``.
+        max_batch: most clips in one call (1: never batch).
+    """
+
+    gain: float
+    max_waste: float
+    max_batch: int
+
+    def fits(self, lengths: list[int]) -> bool:
+        """Whether clips of these lengths (samples) may share one call."""
+        if len(lengths) <= 1:
+            return True
+        if len(lengths) > self.max_batch:
+            return False
+        longest = max(lengths)
+        waste = 1.0 - sum(lengths) / (len(lengths) * longest) if longest else 0.0
+        return waste <= self.max_waste
+
+
+#: batching everything the option limits allow (engines that do not pad, e.g. the fake one)
+ANY_BATCH = BatchPolicy(gain=1.0, max_waste=1.0, max_batch=1_000_000)
+NO_BATCHING = BatchPolicy(gain=1.0, max_waste=0.0, max_batch=1)
+
+#: batching must win by this much in the calibration to be used at all
+MIN_GAIN = 1.05
+
+
+def calibrate_batching(engine: Engine, max_batch: int, clips: int = 4, clip_s: float = 3.0,
+                       rounds: int = 2, clock: Callable[[], float] = time.perf_counter) -> BatchPolicy:
+    """Time ``clips`` equal clips one at a time and in one call; the faster way wins.
+
+    Runs in the worker's start-up (a few engine seconds). Engines whose
+    ``pads_batches`` is False decode a batch clip by clip or do not pad, so
+    they keep :data:`ANY_BATCH` without a measurement.
+    """
+    if max_batch <= 1:
+        return NO_BATCHING
+    if not getattr(engine, "pads_batches", False):
+        return ANY_BATCH
+    n = min(clips, max_batch)
+    rng = np.random.default_rng(0)
+    audio = [(rng.standard_normal(int(clip_s * SAMPLE_RATE)) * 300).astype(np.int16) for _ in range(n)]
+    single = batched = float("inf")
+    for _ in range(rounds):  # best of: the first round also warms caches
+        t0 = clock()
+        for clip in audio:
+            engine.transcribe([clip], "auto", kind="final")
+        t1 = clock()
+        engine.transcribe(audio, "auto", kind="final")
+        t2 = clock()
+        single, batched = min(single, t1 - t0), min(batched, t2 - t1)
+    gain = single / batched if batched > 0 else 1.0
+    if gain < MIN_GAIN:
+        policy = BatchPolicy(gain=gain, max_waste=0.0, max_batch=1)
+    else:
+        policy = BatchPolicy(gain=gain, max_waste=1.0 - 1.0 / gain, max_batch=max_batch)
+    log.info("batching calibration: %d x %.1f s clips one at a time %.3f s, batched %.3f s "
+             "(gain %.2fx): %s", n, clip_s, single, batched, gain,
+             "batching off" if policy.max_batch == 1 else f"batch up to {policy.max_waste:.0%} padding")
+    return policy

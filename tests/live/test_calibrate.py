@@ -1,0 +1,201 @@
+"""Batching and partial-cost decisions: the cost model, the start-up calibration, and the
+scheduler obeying both (fake engines on a virtual clock: no wall-clock assumption)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from live.calibrate import ANY_BATCH, NO_BATCHING, BatchPolicy, CostModel, calibrate_batching
+from models import DecodeHints, Engine, Transcript
+from models.fake import fake_text
+
+from .conftest import noise
+from .test_scheduler import Sink, fake, make_scheduler, request  # noqa: F401 - fixture
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class PaddingEngine(Engine):
+    """Costs ``per_call + per_second * clips * longest`` seconds of a virtual clock per call."""
+
+    name = "padding"
+    pads_batches = True
+
+    def __init__(self, clock: VirtualClock, per_call: float, per_second: float):
+        super().__init__()
+        self.clock, self.per_call, self.per_second = clock, per_call, per_second
+        self.calls: list[int] = []
+
+    def transcribe(self, batch, language="auto", *, hints=None, kind="final"):
+        self.calls.append(len(batch))
+        longest = max(len(c) for c in batch) / 16000
+        self.clock.now += self.per_call + self.per_second * len(batch) * longest
+        return [Transcript("x") for _ in batch]
+
+
+def test_cost_model_learns_a_flat_cost_per_call():
+    model = CostModel()
+    assert not model.known and model.estimate(3.0) == 0.0
+    for seconds in (0.5, 1.0, 2.0, 4.0, 1.5):
+        model.add([seconds], 0.7)
+    assert model.known
+    assert model.estimate(1.0) == pytest.approx(0.7)
+    assert model.estimate(10.0) == pytest.approx(0.7)
+
+
+def test_cost_model_learns_a_cost_that_grows_with_length():
+    model = CostModel()
+    for seconds in (1.0, 2.0, 3.0, 4.0, 6.0, 8.0):
+        model.add([seconds], 0.05 + 0.1 * seconds)
+    assert model.estimate(5.0) == pytest.approx(0.55, rel=1e-6)
+    assert model.estimate(20.0) == pytest.approx(2.05, rel=1e-6)
+
+
+def test_cost_model_counts_a_batched_call_per_clip():
+    model = CostModel()
+    model.add([2.0, 2.0, 2.0, 2.0], 0.8)
+    assert model.estimate(2.0) == pytest.approx(0.2)
+
+
+def test_batch_policy_fits_clips_only_while_their_padding_is_paid_for():
+    policy = BatchPolicy(gain=1.5, max_waste=0.3, max_batch=4)
+    assert policy.fits([16000])
+    assert policy.fits([16000, 16000, 16000])
+    assert policy.fits([16000, 8000])  # 25 % of the call is padding
+    assert not policy.fits([16000, 4000])  # 37.5 %
+    assert not policy.fits([16000] * 5)  # over max_batch
+    assert NO_BATCHING.fits([16000]) and not NO_BATCHING.fits([16000, 16000])
+
+
+def test_calibration_turns_batching_on_when_a_batched_call_is_faster():
+    clock = VirtualClock()
+    engine = PaddingEngine(clock, per_call=0.3, per_second=0.05)  # overhead per call dominates
+    policy = calibrate_batching(engine, max_batch=16, clips=4, clip_s=2.0, clock=clock)
+    single, batched = 4 * (0.3 + 0.1), 0.3 + 0.4
+    assert policy.gain == pytest.approx(single / batched)
+    assert policy.max_batch == 16
+    assert policy.max_waste == pytest.approx(1 - batched / single)
+
+
+class BatchPenaltyEngine(PaddingEngine):
+    """Like :class:`PaddingEngine`, but a batched call costs more per clip than single ones."""
+
+    def transcribe(self, batch, language="auto", *, hints=None, kind="final"):
+        per_second = self.per_second * (1.5 if len(batch) > 1 else 1.0)
+        self.clock.now += per_second * len(batch) * max(len(c) for c in batch) / 16000
+        return [Transcript("x") for _ in batch]
+
+
+def test_calibration_turns_batching_off_when_a_batched_call_is_not_faster():
+    clock = VirtualClock()
+    engine = BatchPenaltyEngine(clock, per_call=0.0, per_second=0.2)
+    policy = calibrate_batching(engine, max_batch=16, clip_s=2.0, clock=clock)
+    assert policy.gain == pytest.approx(1 / 1.5)
+    assert policy.max_batch == 1 and not policy.fits([32000, 32000])
+
+
+def test_engines_that_do_not_pad_batches_are_not_timed():
+    engine = fake("per_call=5")  # would take 40 s of real time if it were timed
+    assert calibrate_batching(engine, max_batch=16) is ANY_BATCH
+    assert engine.calls == []
+    assert calibrate_batching(engine, max_batch=1) is NO_BATCHING
+
+
+async def test_finals_of_very_different_lengths_are_not_batched_beyond_the_padding_policy(make_scheduler):  # noqa: F811
+    engine = fake()
+    policy = BatchPolicy(gain=1.25, max_waste=1 - 1 / 1.25, max_batch=16)
+    scheduler = make_scheduler(engine, policy=policy)
+    clips = [noise(4.0, 1), noise(3.8, 2), noise(0.5, 3), noise(0.6, 4), noise(4.0, 5)]
+    results = await asyncio.wait_for(asyncio.gather(*[scheduler.submit_final(c) for c in clips]), 5)
+    assert [r.text for r in results] == [fake_text(c) for c in clips]
+    # 4.0 s goes with 3.8 s (2.5 % padding), then 0.5 s with 0.6 s (8 %); never long with short,
+    # and never out of order (the last 4.0 s clip does not jump ahead to join the first call).
+    assert engine.calls == [2, 2, 1]
+
+
+async def test_finals_are_answered_in_the_order_they_were_ended(make_scheduler):  # noqa: F811
+    engine = fake("per_call=0.05")
+    scheduler = make_scheduler(engine, policy=BatchPolicy(gain=1.25, max_waste=0.2, max_batch=16))
+    clips = [noise(seconds, i) for i, seconds in enumerate((2.0, 0.4, 2.1, 0.5, 1.9, 0.4))]
+    order: list[int] = []
+    futures = [scheduler.submit_final(c) for c in clips]
+    for i, future in enumerate(futures):
+        future.add_done_callback(lambda _, i=i: order.append(i))
+    await asyncio.wait_for(asyncio.gather(*futures), 5)
+    assert order == sorted(order)
+
+
+async def test_no_batching_policy_runs_every_final_alone(make_scheduler):  # noqa: F811
+    engine = fake()
+    scheduler = make_scheduler(engine, policy=NO_BATCHING)
+    clips = [noise(1.0, i) for i in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*[scheduler.submit_final(c) for c in clips]), 5)
+    assert [r.text for r in results] == [fake_text(c) for c in clips]
+    assert engine.calls == [1, 1, 1]
+
+
+async def test_a_partial_call_is_bounded_by_its_estimated_engine_time(make_scheduler):  # noqa: F811
+    engine = fake("per_call=0.3")  # every call costs at least 0.3 s, so the estimate stays there
+    scheduler = make_scheduler(engine, partial_call_s=0.35)
+    scheduler.costs["partial"].add([1.0], 0.3)  # as learnt from earlier calls
+    sinks = {key: Sink() for key in range(4)}
+    for key, sink in sinks.items():
+        request(scheduler, key, noise(1.0, key), sink)
+    for sink in sinks.values():
+        await sink.wait()
+    assert engine.calls == [1, 1, 1, 1]
+
+
+async def test_cheap_partials_still_share_one_call(make_scheduler):  # noqa: F811
+    engine = fake()
+    scheduler = make_scheduler(engine, partial_call_s=0.35)
+    scheduler.costs["partial"].add([1.0], 0.02)
+    sinks = {key: Sink() for key in range(4)}
+    for key, sink in sinks.items():
+        request(scheduler, key, noise(1.0, key), sink)
+    for sink in sinks.values():
+        await sink.wait()
+    assert engine.calls == [4]
+
+
+async def test_partials_of_a_long_utterance_come_less_often_when_they_are_costly(make_scheduler):  # noqa: F811
+    scheduler = make_scheduler(fake(), partial_every_s=0.6, partial_share=0.5)
+    assert scheduler.partial_interval_s(10.0) == pytest.approx(0.6)  # nothing learnt yet
+    for seconds in (1.0, 2.0, 4.0, 8.0):
+        scheduler.costs["partial"].add([seconds], 0.1 * seconds)
+    assert scheduler.partial_interval_s(2.0) == pytest.approx(0.6)
+    assert scheduler.partial_interval_s(15.0) == pytest.approx(1.5 / 0.5)
+
+
+async def test_finals_and_partials_reach_the_engine_with_their_kind_and_hints(make_scheduler):  # noqa: F811
+    engine = fake()
+    scheduler = make_scheduler(engine)
+    sink = Sink()
+    scheduler.request_partial("k", noise(0.5, 1), sink.deliver, sink.is_stale,
+                              hints=DecodeHints(context="earlier words"))
+    await sink.wait()
+    await scheduler.submit_final(noise(0.5, 2), hints=DecodeHints(context="more words", vocabulary=("CTC",)))
+    assert engine.kinds == ["partial", "final"]
+    assert engine.hints == [DecodeHints(context="earlier words"),
+                            DecodeHints(context="more words", vocabulary=("CTC",))]
+
+
+async def test_a_withdrawn_final_is_never_decoded(make_scheduler):  # noqa: F811
+    engine = fake("per_call=0.2")
+    scheduler = make_scheduler(engine)
+    first = scheduler.submit_final(noise(0.5, 1))
+    await asyncio.sleep(0)  # the first call starts
+    withdrawn = scheduler.submit_final(noise(0.5, 2))
+    withdrawn.cancel()
+    kept = scheduler.submit_final(noise(0.5, 3))
+    await asyncio.wait_for(asyncio.gather(first, kept), 5)
+    assert sum(engine.calls) == 2
+    assert scheduler.queued_finals == 0

@@ -18,8 +18,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from slides import Deck, DeckError, SlideTracker, attach_deck, build_vocabulary, load_session_deck
+
 from .client import LLMClient, Usage
-from .errors import LLMError, LLMFatalError, LLMOutputError, LLMTransientError, NoAPIKeyError
+from .errors import (
+    LLMError,
+    LLMFatalError,
+    LLMOutputError,
+    LLMTransientError,
+    NoAPIKeyError,
+    SummarizerError,
+)
 from .extractive import extractive_outline
 from .files import NOTES, NOTES_STATE, TRANSCRIPT, remove_stale_temps, session_ended
 from .notes_doc import (
@@ -32,7 +41,7 @@ from .notes_doc import (
     save_state,
     write_notes,
 )
-from .prompts import Part, notes_messages, prompt_tokens
+from .prompts import Part, deck_glossary, notes_messages, prompt_tokens
 from .settings import LLMSettings, NotesSettings, no_key_help
 from .transcript import (
     Final,
@@ -64,6 +73,9 @@ class NotesTask:
         api_key: the LLM key; ``None`` keeps an extractive outline instead.
         notify: called with a one-line message for things the user should
             know (notes off, LLM failing); each kind of message once.
+        deck: the lecture's slides; default: the deck stored in the session
+            folder, if any. Its titles and terms go to the model as a glossary,
+            and each part's captions are marked with the slide they were about.
     """
 
     def __init__(
@@ -73,8 +85,13 @@ class NotesTask:
         notes: NotesSettings | None = None,
         api_key: str | None = None,
         notify: Callable[[str], None] | None = None,
+        deck: Deck | None = None,
     ):
         self.session_dir = Path(session_dir)
+        self.deck = deck if deck is not None else load_session_deck(self.session_dir)
+        self._glossary = ""  # built off the event loop on the first step (jieba, wordfreq)
+        self._tracker: SlideTracker | None = None
+        self._labels: dict[int, str] = {}
         self.llm_settings = llm or LLMSettings()
         self.settings = notes or NotesSettings()
         self.mode = "llm" if api_key else "extractive"
@@ -117,7 +134,8 @@ class NotesTask:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and update until ``stop`` is set; never raises for LLM or file trouble."""
         if self.mode == "extractive":
-            self._tell("nokey", f"LLM notes are off, notes.md keeps an extractive outline: {no_key_help()}")
+            self._tell("nokey", "LLM notes are off (no API key): notes.md keeps an outline; "
+                                "set DEEPSEEK_API_KEY or NOTSOUND_LLM_API_KEY")
         try:
             while not stop.is_set():
                 await self.step(final=False)
@@ -144,6 +162,8 @@ class NotesTask:
     async def step(self, *, final: bool) -> bool:
         """Read new finals and update the notes if due; whether ``notes.md`` changed."""
         async with self._lock:
+            if self.deck is not None and self._tracker is None:
+                self._glossary, self._tracker = await asyncio.to_thread(_deck_helpers, self.deck)
             self._poll()
             if self.mode == "extractive":
                 return self._extractive_step(final)
@@ -180,6 +200,11 @@ class NotesTask:
 
     def _poll(self) -> None:
         new = self._reader.read_new()
+        if self._tracker is not None and self.deck is not None:
+            for final in new:
+                number = final.slide if final.slide is not None else self._tracker.push(final.text)
+                slide = self.deck.slide(number)
+                self._labels[final.utt] = slide.label if slide is not None else ""
         self._finals.extend(new)
         self._pending.extend(f for f in new if f.utt not in self.state.utts)
 
@@ -236,13 +261,13 @@ class NotesTask:
         s = self.settings
         text_tokens = estimate_tokens(part.text)
         if self._window and len(self._window) < s.max_window_parts:
-            messages = notes_messages(self.state.lang, self._window, part, self._earlier)
+            messages = notes_messages(self.state.lang, self._window, part, self._earlier, self._glossary)
             cost = prompt_tokens(messages)
             if self._spent + cost <= s.prompt_ratio * (self._fed + text_tokens):
                 return messages, None, cost
         recent = self.state.sections[-s.context_titles:] if s.context_titles else []
         earlier = tuple((x.start, x.end, x.title) for x in recent)
-        messages = notes_messages(self.state.lang, [], part, earlier)
+        messages = notes_messages(self.state.lang, [], part, earlier, self._glossary)
         return messages, earlier, prompt_tokens(messages)
 
     async def _llm_step(self, final: bool) -> bool:
@@ -260,7 +285,8 @@ class NotesTask:
 
     async def _write_part(self, group: list[Final]) -> bool:
         self.state.lang = self.state.lang or self._language()
-        part = Part(len(self.state.sections) + 1, tuple(group))
+        labels = tuple(self._labels.get(f.utt, "") for f in group) if self._labels else ()
+        part = Part(len(self.state.sections) + 1, tuple(group), labels)
         messages, fresh, cost = self._request(part)
         try:
             title, body, source = await self._ask(messages, part)
@@ -314,6 +340,11 @@ class NotesTask:
         log.info("notes update failed (%s); next try in %.0f s", exc, wait)
 
 
+def _deck_helpers(deck: Deck) -> tuple[str, SlideTracker]:
+    """The glossary for the notes prompt and a slide tracker for a deck."""
+    return deck_glossary(deck.slides, build_vocabulary(deck)), SlideTracker(deck)
+
+
 def _extractive_section(part: Part) -> tuple[str, str]:
     outline = extractive_outline(part.finals, window_s=1e9, per_window=5)
     heading, sentences = outline[0] if outline else ("", [])
@@ -338,14 +369,25 @@ async def run_notes(
     *,
     follow: bool = False,
     notify: Callable[[str], None] | None = None,
+    slides: Path | None = None,
 ) -> NotesTask:
     """``notsound notes``: bring ``notes.md`` up to date (``follow``: until the lecture ends).
+
+    Args:
+        slides: a deck to store in the session and use (default: the stored one).
 
     Raises:
         LLMError: the notes could not be completed (key refused, API failing);
             what was done is kept and a later run continues from there.
+        SummarizerError: ``slides`` cannot be read.
     """
-    task = NotesTask(session_dir, llm, notes, api_key, notify)
+    deck = None
+    if slides is not None:
+        try:
+            deck = attach_deck(session_dir, slides)
+        except DeckError as exc:
+            raise SummarizerError(str(exc)) from None
+    task = NotesTask(session_dir, llm, notes, api_key, notify, deck=deck)
     if follow:
         stop = asyncio.Event()
         watcher = asyncio.create_task(_wait_for_end(Path(session_dir), stop, notes.poll_s))

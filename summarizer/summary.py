@@ -14,17 +14,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from slides import Deck, DeckError, align_texts, attach_deck, load_session_deck, read_deck
+
 from .client import LLMClient, Message, Usage
 from .errors import LLMOutputError, NoAPIKeyError, SummaryError
 from .files import SUMMARY, TRANSCRIPT, write_atomic
-from .prompts import fence, map_system, summary_headings, summary_system
+from .prompts import (
+    deck_text,
+    fence,
+    map_system,
+    marked_text,
+    summary_deck_note,
+    summary_headings,
+    summary_system,
+)
 from .settings import LLMSettings, SummarySettings, no_key_help
 from .transcript import (
     Final,
@@ -35,7 +43,8 @@ from .transcript import (
     split_by_tokens,
 )
 
-__all__ = ["run_summary", "load_slides", "transcript_paragraphs", "check_summary"]
+__all__ = ["run_summary", "load_slides", "session_deck", "slide_labels", "transcript_paragraphs",
+           "check_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -46,48 +55,55 @@ PARAGRAPH_S = 60.0
 _FENCE = re.compile(r"^```[\w-]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
 
-def transcript_paragraphs(finals: Sequence[Final], every_s: float = PARAGRAPH_S) -> list[str]:
-    """The transcript as paragraphs of about a minute, each led by its ``[mm:ss]`` time."""
+def transcript_paragraphs(finals: Sequence[Final], every_s: float = PARAGRAPH_S,
+                          labels: Sequence[str] = ()) -> list[str]:
+    """The transcript as paragraphs of about a minute, each led by its ``[mm:ss]`` time.
+
+    With ``labels`` (one per final: "Slide 7 · Backpropagation" or ""), a
+    ``(Slide N · Title)`` marker stands wherever the slide changes.
+    """
     paragraphs: list[str] = []
-    current: list[Final] = []
-    for final in finals:
-        if current and final.start - current[0].start >= every_s:
+    current: list[tuple[Final, str]] = []
+    labels = list(labels) or [""] * len(finals)
+    for final, label in zip(finals, labels, strict=False):
+        if current and final.start - current[0][0].start >= every_s:
             paragraphs.append(_paragraph(current))
             current = []
         if final.text:
-            current.append(final)
+            current.append((final, label))
     if current:
         paragraphs.append(_paragraph(current))
     return paragraphs
 
 
-def _paragraph(finals: Sequence[Final]) -> str:
-    return f"[{fmt_time(finals[0].start)}] " + " ".join(f.text for f in finals)
+def _paragraph(items: Sequence[tuple[Final, str]]) -> str:
+    finals = [f for f, _ in items]
+    if not any(label for _, label in items):
+        return f"[{fmt_time(finals[0].start)}] " + " ".join(f.text for f in finals)
+    return f"[{fmt_time(finals[0].start)}] " + marked_text(finals, [x for _, x in items]).replace("\n", " ")
+
+
+def slide_labels(deck: Deck, finals: Sequence[Final]) -> list[str]:
+    """The slide label of each final: the journal's slide numbers, else aligned from the text."""
+    numbers = [f.slide for f in finals]
+    if all(n is None for n in numbers):
+        numbers = align_texts(deck, [f.text for f in finals])
+    labels = {s.number: s.label for s in deck.slides}
+    return [labels.get(n, "") if n is not None else "" for n in numbers]
 
 
 def load_slides(path: Path, budget_tokens: int) -> str:
-    """Text of a slides file (text, Markdown, or PDF through ``pdftotext``), cut to the budget."""
-    path = Path(path)
-    if path.suffix.lower() == ".pdf":
-        tool = shutil.which("pdftotext")
-        if tool is None:
-            raise SummaryError("reading PDF slides needs pdftotext (apt install poppler-utils); "
-                               "or pass a text or Markdown export with --slides")
-        try:
-            done = subprocess.run([tool, "-enc", "UTF-8", str(path), "-"], capture_output=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SummaryError(f"pdftotext failed on {path}: {exc}") from None
-        if done.returncode != 0:
-            raise SummaryError(f"pdftotext failed on {path}: {done.stderr.decode(errors='replace').strip()}")
-        text = done.stdout.decode("utf-8", errors="replace")
-    else:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise SummaryError(f"cannot read slides {path}: {exc}") from None
-    text = text.strip()
-    while text and estimate_tokens(text) > budget_tokens:
-        text = text[: int(len(text) * 0.9 * budget_tokens / estimate_tokens(text))]
+    """The text of a deck (:func:`slides.read_deck`), cut to about ``budget_tokens``."""
+    try:
+        deck = read_deck(path)
+    except DeckError as exc:
+        raise SummaryError(str(exc)) from None
+    return _deck_text(deck, budget_tokens)
+
+
+def _deck_text(deck: Deck, budget_tokens: int) -> str:
+    text = deck_text(deck.slides, budget_tokens)
+    if len(text) < len(deck_text(deck.slides, 10**9)):
         log.warning("slides cut to about %d tokens to fit the context budget", budget_tokens)
     return text
 
@@ -121,13 +137,19 @@ class _Summarizer:
         self.progress = progress
         self.usage = Usage()
         self.calls = 0
+        self.slide_marks = False  # the transcript carries (Slide N · Title) lines
         self.map_budget = llm.context_tokens - settings.part_output_tokens - estimate_tokens(map_system(language)) - MARGIN
         if self.map_budget < 2 * settings.part_output_tokens:
             raise SummaryError(f"context_tokens={llm.context_tokens} is too small for part_output_tokens="
                                f"{settings.part_output_tokens}: raise [llm] context_tokens")
 
+    def system(self) -> str:
+        """The summary system prompt (with the slide-marker note when the transcript has markers)."""
+        note = summary_deck_note() if self.slide_marks else ""
+        return summary_system(self.language, self.settings.style) + note
+
     def final_budget(self, slides: str) -> int:
-        system = summary_system(self.language, self.settings.style)
+        system = self.system()
         budget = (self.llm.context_tokens - self.settings.max_output_tokens - estimate_tokens(system)
                   - estimate_tokens(slides) - MARGIN)
         if budget < self.settings.part_output_tokens:
@@ -180,7 +202,7 @@ class _Summarizer:
     async def final(self, material: str, slides: str, title: str, on_delta) -> str:
         user = (fence("slides", slides) + "\n\n" if slides else "") + material
         user += "\n\nWrite the summary of this lecture now."
-        messages = [{"role": "system", "content": summary_system(self.language, self.settings.style)},
+        messages = [{"role": "system", "content": self.system()},
                     {"role": "user", "content": user}]
         headings = summary_headings(self.language, self.settings.style)
         for attempt in (1, 2):
@@ -200,8 +222,9 @@ class _Summarizer:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _summarize(s: _Summarizer, finals: Sequence[Final], slides: str, title: str, on_delta) -> str:
-    paragraphs = transcript_paragraphs(finals)
+async def _summarize(s: _Summarizer, finals: Sequence[Final], slides: str, title: str, on_delta,
+                     labels: Sequence[str] = ()) -> str:
+    paragraphs = transcript_paragraphs(finals, labels=labels)
     budget = s.final_budget(slides)
     whole = "\n".join(paragraphs)
     if estimate_tokens(whole) + MARGIN <= budget:
@@ -251,18 +274,34 @@ class _Progress:
             self._bar.stop()
 
 
-async def _prepare(session_dir: Path, llm: LLMSettings, settings: SummarySettings,
-                   slides: Path | None) -> tuple[list[Final], str, str]:
-    """The captions, the summary language and the slides text of a session."""
+def session_deck(session_dir: Path, slides: Path | None) -> Deck | None:
+    """The deck of ``--slides FILE`` (stored in the session for later), else the stored one."""
+    if slides is None:
+        return load_session_deck(session_dir)
+    try:
+        return attach_deck(session_dir, slides)
+    except DeckError as exc:
+        raise SummaryError(str(exc)) from None
+
+
+def _read_material(session_dir: Path, budget: int, slides: Path | None
+                   ) -> tuple[list[Final], str, list[str]]:
     finals = [f for f in read_finals(session_dir / TRANSCRIPT) if f.text]
     if not finals:
         raise SummaryError(f"no captions in {session_dir / TRANSCRIPT}: nothing to summarise")
+    deck = session_deck(session_dir, slides)
+    if deck is None:
+        return finals, "", []
+    return finals, _deck_text(deck, budget), slide_labels(deck, finals)
+
+
+async def _prepare(session_dir: Path, llm: LLMSettings, settings: SummarySettings,
+                   slides: Path | None) -> tuple[list[Final], str, str, list[str]]:
+    """The captions, the summary language, the slides text and each caption's slide label."""
+    budget = int(llm.context_tokens * settings.slides_share)
+    finals, slides_text, labels = await asyncio.to_thread(_read_material, session_dir, budget, slides)
     language = settings.language if settings.language.lower() != "auto" else guess_language(finals)
-    slides_text = ""
-    if slides is not None:
-        budget = int(llm.context_tokens * settings.slides_share)
-        slides_text = await asyncio.to_thread(load_slides, slides, budget)
-    return finals, language, slides_text
+    return finals, language, slides_text, labels
 
 
 async def run_summary(
@@ -290,7 +329,7 @@ async def run_summary(
     if not api_key:
         raise NoAPIKeyError(f"notsound summary needs an LLM; {no_key_help()}")
     session_dir = Path(session_dir)
-    finals, language, slides_text = await _prepare(session_dir, llm, settings, slides)
+    finals, language, slides_text, labels = await _prepare(session_dir, llm, settings, slides)
     if stream_to is None and settings.stream and sys.stdout.isatty():
         stream_to = sys.stdout
     if console is None:
@@ -302,7 +341,8 @@ async def run_summary(
     try:
         s = _Summarizer(client, llm, settings, language, progress)
         on_delta = _writer(stream_to) if stream_to is not None else None
-        text = await _summarize(s, finals, slides_text, session_dir.name, on_delta)
+        s.slide_marks = any(labels)
+        text = await _summarize(s, finals, slides_text, session_dir.name, on_delta, labels)
     except SummaryError as exc:
         if getattr(exc, "answer", None):
             write_atomic(session_dir / REJECTED, exc.answer)  # type: ignore[attr-defined]

@@ -2,13 +2,15 @@
 
 The session is cut into windows of a few minutes. Each window is a document
 for TF-IDF: a term (a Latin word of three letters or more that is not a stop
-word, or a CJK character bigram without a function character) weighs its
+word, or a Chinese word of two characters or more as jieba cuts the text,
+again without stop words; see :func:`library.textseg.keywords`) weighs its
 count in the window times ``log(1 + windows / windows containing it)``. A
 sentence scores the sum of its distinct terms' weights divided by the square
 root of its term count, so it rewards sentences dense in words typical of
 this window rather than long ones. The best sentences of each window are
 kept in the order they were said, with their times, under a heading naming
-the window's top terms.
+the window's top terms. The search index cuts Chinese with the same
+segmenter, so a heading's terms are words that ``notsound search`` finds.
 """
 
 from __future__ import annotations
@@ -19,22 +21,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from library.textseg import keywords
+
 from .transcript import Final, fmt_time
 
 __all__ = ["Sentence", "split_sentences", "terms", "extractive_outline"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")
-_LATIN = re.compile(r"[a-zA-Z][a-zA-Z'\-]{2,}")
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
-_CJK_FUNCTION = set("的了是在我你他她它们这那就也都和与而及或个吗呢吧啊嗯哦呀么有不没要会把被对说一来去到")
-_STOP = set("""
-the and for are but not you all any can had her was one our out has have him his how its may new now
-old see two who did get got let put say she too use that this with from they will would there their
-what when which were been into than then them these those some such only also just very more most
-other about after again could should because being does doing each few here over same so own off
-why where while your yours ours okay yeah right well like know think going want really actually
-thing things gonna kind sort lot lots mean said says make made let's it's that's we're you're i'm
-""".split())
 
 
 @dataclass(frozen=True)
@@ -56,14 +49,8 @@ def split_sentences(finals: Sequence[Final]) -> list[Sentence]:
 
 
 def terms(text: str) -> list[str]:
-    """Content terms: lower-case Latin words without stop words, CJK bigrams without function characters."""
-    out = [w.lower() for w in _LATIN.findall(text) if w.lower() not in _STOP]
-    for run in _CJK_RUN.findall(text):
-        out.extend(
-            run[i : i + 2] for i in range(len(run) - 1)
-            if run[i] not in _CJK_FUNCTION and run[i + 1] not in _CJK_FUNCTION
-        )
-    return out
+    """Content terms: lower-case Latin words and Chinese words (jieba), without stop words."""
+    return keywords(text)
 
 
 def _windows(sentences: Sequence[Sentence], window_s: float) -> list[list[Sentence]]:

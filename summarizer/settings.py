@@ -1,7 +1,7 @@
 """Settings of the summarizer, filled by ``live.config.build_settings``, and the API key lookup.
 
 Sections: ``[llm]`` (:class:`LLMSettings`), ``[notes]`` (:class:`NotesSettings`),
-``[summary]`` (:class:`SummarySettings`); each field can also be set with
+``[summary]`` (:class:`SummarySettings`), ``[ask]`` (:class:`AskSettings`); each field can also be set with
 ``NOTSOUND_<SECTION>_<FIELD>``, e.g. ``NOTSOUND_LLM_MODEL=deepseek-reasoner`` or
 ``NOTSOUND_LLM_BASE_URL=http://localhost:11434/v1`` (Ollama).
 
@@ -26,6 +26,7 @@ __all__ = [
     "LLMSettings",
     "NotesSettings",
     "SummarySettings",
+    "AskSettings",
     "resolve_api_key",
     "no_key_help",
 ]
@@ -152,6 +153,54 @@ class SummarySettings:
             raise ValueError(f"style must be one of {', '.join(STYLES)}, not {self.style!r}")
         if not 0 <= self.slides_share <= 0.6:
             raise ValueError("slides_share must be between 0 and 0.6")
+
+
+@dataclass
+class AskSettings:
+    """Questions about a lecture, ``notsound ask`` (section ``[ask]``).
+
+    Attributes:
+        context_tokens: prompt budget of one request (estimated tokens; sized
+            for DeepSeek's 64k context with room for the answer). A lecture
+            whose material takes more than ``snapshot_share`` of it is
+            answered from retrieved passages instead of the whole transcript.
+        snapshot_share: at most this share of ``context_tokens`` goes to the
+            transcript snapshot (with notes, summary, slides); the rest holds
+            the turns. When the turns outgrow it, a new snapshot starts.
+        max_answer_tokens: output limit of one answer.
+        max_question_chars: longer questions are refused.
+        passages: search hits per question on the retrieval path.
+        neighbours: captions kept on each side of a hit.
+        recent_s: on the retrieval path during a live lecture, the latest
+            seconds of captions come with every question.
+        citation_slack_s: a cited ``[mm:ss]`` may lie this far outside a caption.
+        lock_wait_s: how long a second ``ask`` on the same session waits for
+            the first before it gives up.
+        carry_turns: turns repeated (question and answer) when a new snapshot starts.
+        stream: stream answers to the terminal (only when it is one).
+    """
+
+    context_tokens: int = 56_000
+    snapshot_share: float = 0.6
+    max_answer_tokens: int = 1_500
+    max_question_chars: int = 4_000
+    passages: int = 8
+    neighbours: int = 2
+    recent_s: float = 300.0
+    citation_slack_s: float = 3.0
+    lock_wait_s: float = 2.0
+    carry_turns: int = 2
+    stream: bool = True
+
+    def __post_init__(self) -> None:
+        if self.context_tokens < 2_000:
+            raise ValueError("context_tokens must be at least 2000")
+        if not 0.1 <= self.snapshot_share <= 0.9:
+            raise ValueError("snapshot_share must be between 0.1 and 0.9")
+        if self.max_answer_tokens < 64 or self.max_question_chars < 1 or self.passages < 1:
+            raise ValueError("max_answer_tokens (>= 64), max_question_chars and passages must be positive")
+        if min(self.neighbours, self.carry_turns) < 0 or min(self.recent_s, self.citation_slack_s, self.lock_wait_s) < 0:
+            raise ValueError("neighbours, carry_turns, recent_s, citation_slack_s and lock_wait_s must be 0 or more")
 
 
 def _read_key_file(path: Path) -> str | None:

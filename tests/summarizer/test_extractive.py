@@ -14,9 +14,25 @@ from .conftest import CANARY, llm_settings, notes_settings
 from .synthetic import synthetic_finals, write_session
 
 
-def test_terms_skip_stop_words_and_use_cjk_bigrams():
+def test_terms_skip_stop_words():
     assert terms("So the Learning rate is what we tune") == ["learning", "rate", "tune"]
-    assert terms("梯度下降的学习率") == ["梯度", "度下", "下降", "学习", "习率"]
+
+
+def test_chinese_terms_are_dictionary_words_not_character_pairs():
+    assert terms("梯度下降的学习率") == ["梯度", "下降", "学习"]
+    assert terms("所以我们用反向传播计算梯度") == ["反向", "传播", "计算", "梯度"]  # 所以, 我们: stop words
+
+
+def test_a_chinese_outline_heading_names_words_that_were_said():
+    said = ["梯度下降的学习率决定了收敛速度。", "学习率太大的时候，梯度下降不会收敛。",
+            "我们用梯度下降求损失函数的最小值。", "梯度下降每一步沿着负梯度方向走。"]
+    finals = [Final(i, 10.0 * i, 10.0 * i + 8, text, "zh") for i, text in enumerate(said)]
+    heading, sentences = extractive_outline(finals, window_s=300, per_window=2)[0]
+    top = heading.split(" · ")[1].split(", ")
+    assert len(top) == 3 and "梯度" in top
+    assert all(word in "".join(said) for word in top)
+    assert not {"度下", "习率", "降的"} & set(top)  # pairs across word boundaries
+    assert len(sentences) == 2
 
 
 def test_the_most_informative_sentences_of_each_window_are_kept_in_order():
@@ -41,7 +57,10 @@ async def test_without_a_key_notes_md_is_an_extractive_outline_and_says_so_once(
     task = NotesTask(folder, None, notes_settings(every_s=60), None, told.append)
     stop = asyncio.Event()
     runner = asyncio.create_task(task.run(stop))
-    await asyncio.sleep(0.2)
+    for _ in range(600):  # until the running task has said so
+        if told:
+            break
+        await asyncio.sleep(0.05)
     stop.set()
     await runner
     await task.flush()

@@ -3,7 +3,7 @@
 Two modes:
 
 * **terminal** - a :class:`rich.live.Live` area at the bottom of the screen holds
-  the current partial (dimmed), an optional notice line and a status line.
+  the current partial (dimmed) and a status line; notices are printed once above it.
   Finals are printed *above* it with ``console.print``, so they scroll into the
   terminal's scrollback and are not limited by the screen height. Finals close
   together in time flow into one paragraph under one ``[mm:ss]`` timestamp
@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.text import Text
@@ -57,6 +58,9 @@ _CJK = re.compile(
 _TIMESTAMP_STYLE = "cyan"
 _PARTIAL_STYLE = "dim"
 _EVENT_STYLE = "dim italic"
+#: longest state detail (engine and model) on the status line, in cells
+_MAX_DETAIL = 36
+_TRANSLATION_STYLE = "dim"
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,17 @@ def _one_line(text: str) -> str:
         " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text
     )
     return " ".join(cleaned.split())
+
+
+def _short_detail(detail: str) -> str:
+    """A state's detail for the status line: paths named by their last part
+    (``sensevoice /models/SenseVoiceSmall`` -> ``sensevoice SenseVoiceSmall``),
+    at most :data:`_MAX_DETAIL` cells, so the latency and word count still fit."""
+    words = (re.split(r"[\\/]", w.rstrip("/\\"))[-1] or w for w in _one_line(detail).split(" "))
+    text = " ".join(words)
+    if cell_len(text) > _MAX_DETAIL:
+        text = set_cell_size(text, _MAX_DETAIL - 1) + "…"
+    return text
 
 
 def _event_labels(events: Iterable[str]) -> str:
@@ -201,7 +216,6 @@ class CaptionView:
         self._state = ("connecting", "")
         self._frozen_time: float | None = None
         self._partial: tuple[int, str] | None = None
-        self._notice = ""
         self._words = 0
         self._dropped_s = 0.0
         self._latency: tuple[float, float] | None = None  # (last, p50)
@@ -211,6 +225,10 @@ class CaptionView:
         self._max_final_utt = -1
         self._notices: set[str] = set()
         self._para: tuple[float, float, int, int] | None = None  # (start, last end, last utt, indent)
+        # Translation (``notsound live --translate``): the one streaming in, the queue's lag.
+        self._translation: tuple[int, str] | None = None
+        self._translation_lag: tuple[int, float, float] | None = None  # (waiting, oldest's wait, when)
+        self._starts: dict[int, float] = {}  # start of the newest finals, to label a late translation
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -275,6 +293,9 @@ class CaptionView:
             return
         self._final_utts.add(caption.utt)
         self._max_final_utt = max(self._max_final_utt, caption.utt)
+        self._starts[caption.utt] = caption.start  # the newest last: a translation of another is late
+        if len(self._starts) > 256:
+            del self._starts[next(iter(self._starts))]
         if latency_s is not None and math.isfinite(latency_s):
             self._latencies.append(max(0.0, latency_s))
             self._latency = (self._latencies[-1], statistics.median(self._latencies))
@@ -298,7 +319,7 @@ class CaptionView:
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
         self._frozen_time = self.session_time() if state == "closed" else None
-        self._state = (state, _one_line(detail))
+        self._state = (state, _short_detail(detail))
         self._changed()
 
     def set_dropped(self, seconds: float) -> None:
@@ -311,8 +332,9 @@ class CaptionView:
     def notice(self, text: str) -> None:
         """Show a notice (e.g. "LLM notes off: set DEEPSEEK_API_KEY") once.
 
-        Terminal mode prints it above the live area and keeps it on the notice
-        line; plain mode writes it to stderr. The same text again is ignored.
+        Terminal mode prints it above the live area (it stays in the
+        scrollback); plain mode writes it to stderr. The same text again is
+        ignored.
         """
         text = _one_line(text)
         if not text or text in self._notices:
@@ -321,8 +343,44 @@ class CaptionView:
         if self.plain:
             print(text, file=sys.stderr, flush=True)
             return
-        self._notice = text
         self.console.print(Text(text, style="yellow"))
+        self._changed()
+
+    def on_translation(self, utt: int, text: str | None) -> None:
+        """Print the translation of final ``utt`` under it, dimmed (``None``: it has none).
+
+        When later finals are printed already, the line is labelled with the
+        time of its caption.
+        """
+        if self._translation is not None and self._translation[0] == utt:
+            self._translation = None
+        line = _one_line(text or "")
+        if not line:
+            self._changed()
+            return
+        late = utt != next(reversed(self._starts), None)
+        if self.plain:  # "        ↳ text", or "        ↳ [mm:ss] text" under a later caption
+            stamp = f"[{format_timestamp(self._starts.get(utt, 0.0))}] " if late else ""
+            self.console.file.write(f"{' ' * len('[00:00]')} ↳ {stamp}{line}\n")
+            self.console.file.flush()
+            return
+        indent = self._para[3] if self._para else len("[00:00] ")
+        label = Text()
+        if late or self._para is None:
+            label = Text(f"↳ {format_timestamp(self._starts.get(utt, 0.0))}", style=_TRANSLATION_STYLE)
+        self.console.print(_Hanging(label, Text(line, style=_TRANSLATION_STYLE), indent))
+
+    def on_translation_partial(self, utt: int, text: str) -> None:
+        """Show the translation of ``utt`` as it streams in (terminal mode, in the live area)."""
+        if not self.plain:
+            self._translation = (utt, _one_line(text))
+            self._changed()
+
+    def set_translation_lag(self, captions: int, seconds: float = 0.0, *, off: bool = False) -> None:
+        """Captions waiting for translation and the oldest one's wait (shown in the status);
+        ``off``: translation stopped for the session."""
+        seconds = seconds if math.isfinite(seconds) else 0.0
+        self._translation_lag = (-1 if off else max(0, int(captions)), seconds, time.monotonic())
         self._changed()
 
     # -- reading -------------------------------------------------------------
@@ -353,8 +411,10 @@ class CaptionView:
             indent = self._para[3] if self._para else len("[00:00] ")
             parts.append(_Hanging(Text(), Text(partial[1], style=_PARTIAL_STYLE), indent,
                                   max_lines=self._partial_lines()))
-        if self._notice:
-            parts.append(Text(self._notice, style="yellow", no_wrap=True, overflow="ellipsis"))
+        translation = self._translation
+        if translation is not None and translation[1]:
+            indent = self._para[3] if self._para else len("[00:00] ")
+            parts.append(_Hanging(Text(), Text(translation[1], style=_TRANSLATION_STYLE), indent, max_lines=2))
         parts.append(self._status())
         return Group(*parts)
 
@@ -368,7 +428,7 @@ class CaptionView:
             self._live.refresh()
 
     def _partial_lines(self) -> int:
-        spare = self.console.size.height - 2 - (1 if self._notice else 0)
+        spare = self.console.size.height - 2
         return max(1, min(self.options.partial_lines, spare))
 
     def _print_plain(self, caption: Caption, text: str) -> None:
@@ -420,9 +480,15 @@ class CaptionView:
             status.append("latency –", style="dim")
         else:
             status.append(f"latency {latency[0]:.1f} s (p50 {latency[1]:.1f} s)")
+        behind, waited, since = self._translation_lag or (0, 0.0, 0.0)
+        if behind > 0:  # news, like dropped audio: before the words; the oldest keeps waiting
+            waited += time.monotonic() - since
+            status.append_text(Text.assemble(sep, (f"translation {behind} behind ({waited:.0f} s)", "yellow")))
         status.append(*sep)
         status.append(f"{self._words:,} word{'' if self._words == 1 else 's'}")
         if self._dropped_s == 0:
             dropped.stylize("dim")
             status.append_text(Text.assemble(sep, dropped))
+        if self._translation_lag is not None and behind <= 0:
+            status.append_text(Text.assemble(sep, ("translation off" if behind else "translation up to date", "dim")))
         return status

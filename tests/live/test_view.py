@@ -241,14 +241,36 @@ def test_markup_in_captions_is_shown_literally(view: CaptionView):
     assert "\x1b[2J" not in view.console.file.getvalue()
 
 
-def test_notice_is_printed_once_and_kept_on_the_notice_line(view: CaptionView):
+def test_notice_is_shown_once_above_and_not_again_in_the_live_area(view: CaptionView):
     view.notice("LLM notes off: set DEEPSEEK_API_KEY")
     view.notice("LLM notes off: set DEEPSEEK_API_KEY")
     view.on_final(final(0, 0.0, 1.0, "hi"))
-    area = lines(live_area(view))
-    assert area[-2] == "LLM notes off: set DEEPSEEK_API_KEY"
+    assert "DEEPSEEK_API_KEY" not in live_area(view)
     scrolled = [line for line in lines(printed(view)) if line == "LLM notes off: set DEEPSEEK_API_KEY"]
     assert len(scrolled) == 1
+
+
+@pytest.mark.parametrize("model", [
+    "/home/someone/.cache/modelscope/hub/models/iic/SenseVoiceSmall/",
+    "iic/SenseVoiceSmall",
+    "C:\\Users\\someone\\models\\SenseVoiceSmall",
+])
+def test_status_line_names_the_model_not_its_path_and_keeps_latency_and_words(view: CaptionView,
+                                                                              model: str):
+    view.set_state("live", f"sensevoice {model}")
+    for utt in range(300):
+        view.on_final(final(utt, utt * 2.0, utt * 2.0 + 1.0, "one two three four"), latency_s=1.25)
+    status = lines(live_area(view, width=110))[-1]
+    assert status.startswith("● live (sensevoice SenseVoiceSmall) │")
+    assert "latency 1.2 s (p50 1.2 s)" in status
+    assert "1,200 words" in status
+    assert "dropped 0.0 s" in status and cell_len(status) <= 110
+
+
+def test_a_long_state_detail_is_shortened_on_the_status_line(view: CaptionView):
+    view.set_state("live", "whisper " + "large-model-name-" * 10)
+    status = lines(live_area(view, width=110))[-1]
+    assert "…)" in status and "words" in status
 
 
 def test_live_draws_partials_and_prints_finals_above_with_manual_refresh(clock: list[float]):

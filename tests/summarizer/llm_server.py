@@ -7,7 +7,8 @@ body. ``script`` lists what to do with the next requests (a status code to
 fail with, ``"hang"`` to never answer, ``"hang_stream"`` to start a stream and
 never finish it); requests beyond the script get a normal answer from
 ``reply`` (by default :func:`fake_model`, which follows the format its system
-prompt asks for, using words of the material it was given).
+prompt asks for, using words of the material it was given), after
+``delay_s`` seconds (a model's time to answer).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from summarizer.transcript import estimate_tokens
 
-__all__ = ["FakeLLM", "Recorded", "fake_model", "prompt_text"]
+__all__ = ["FakeLLM", "Recorded", "fake_model", "fake_translation", "prompt_text"]
 
 _TAGGED = re.compile(r"<(transcript|notes)[^>]*>\n(.*?)\n</\1>", re.DOTALL)
 _ERRORS = {400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_balance",
@@ -63,10 +64,41 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?。！？])\s*|\n", text) if len(s.strip()) > 3]
 
 
+_CAPTIONS = re.compile(r"<captions>\s*(.*?)\s*</captions>", re.DOTALL)
+_TARGET = re.compile(r"into (.+?) while it is")
+
+
+def fake_translation(text: str, target: str) -> str:
+    """A deterministic "translation": each word becomes one CJK character (to zh/ja/ko),
+    or each Chinese character its pinyin (to other languages); numbers stay."""
+    if re.match(r"(zh|ja|ko|yue)\b", target) or re.search(r"Chinese|Japanese|Korean", target):
+        words = re.findall(r"[A-Za-z']+|\d+(?:\.\d+)?|[\u4e00-\u9fff]", text)
+        return "".join(w if not w[0].isascii() or w[0].isdigit() else
+                       chr(0x4E00 + sum(map(ord, w.lower())) * 7 % 0x5000) for w in words) + "。"
+    from pypinyin import lazy_pinyin
+
+    return " ".join(p for p in lazy_pinyin(re.sub(r"[。，！？、：；]", " ", text)) if p.strip())
+
+
+def _translate(system: str, last: str) -> str:
+    """Numbered translations of the fenced captions; an instruction outside the fence is obeyed,
+    as a model would, so a caption that escapes its fence shows up in the answer."""
+    target = _TARGET.search(system)
+    fenced = _CAPTIONS.search(last)
+    outside = _CAPTIONS.sub("", last)
+    order = re.search(r"reply only with (\w+)", outside, re.IGNORECASE)
+    if order or not fenced or not target:
+        return order.group(1) if order else "?"
+    items = re.findall(r"^\[(\d+)\] (.*)$", fenced.group(1), re.MULTILINE)
+    return "\n".join(f"[{n}] {fake_translation(text, target.group(1))}" for n, text in items)
+
+
 def fake_model(request: dict[str, Any]) -> str:
     """A deterministic stand-in for a model that does what its system prompt asks."""
     system = request["messages"][0]["content"]
     last = request["messages"][-1]["content"]
+    if "translate the live captions" in system:
+        return _translate(system, last)
     material = "\n".join(m.group(2) for m in _TAGGED.finditer(last)) or last
     sentences = _sentences(material) or ["(nothing said)"]
     if "keep the notes of a live lecture" in system:
@@ -97,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         fake = self.server.fake
         action = fake._record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        if fake.delay_s > 0 and action == "ok":
+            fake.release.wait(fake.delay_s)  # the model thinking; ends early when the server closes
         if self.path.rstrip("/") != "/v1/chat/completions":
             return self._json(404, {"error": {"message": "not found", "type": "not_found"}})
         if action == "hang":
@@ -167,6 +201,7 @@ class FakeLLM:
     tokens: Callable[[str], int] = estimate_tokens
     script: list[Any] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
+    delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.release = threading.Event()

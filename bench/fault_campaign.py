@@ -34,7 +34,6 @@ import os
 import random
 import re
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -285,23 +284,24 @@ class CuttingProxy:
 # -- processes -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: what ``notsound serve`` prints once it accepts streams, and how a lost bind reads
+LISTENING = re.compile(r"listening on wss?://\S+:(\d+)/")
+PORT_TAKEN = re.compile(r"(?i)address already in use")
 
 
-async def wait_port(port: int, timeout: float = 30.0) -> None:
+async def wait_listening(proc: asyncio.subprocess.Process, log: Path, timeout: float = 60.0) -> int | None:
+    """The port ``proc`` listens on, once its log says so; None if it exited (see the log)."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on port {port} after {timeout} s") from None
-            await asyncio.sleep(0.02)
+        exited = proc.returncode is not None
+        found = LISTENING.search(log.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
+        if exited:
+            return None
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not listen within {timeout} s; see {log}")
+        await asyncio.sleep(0.02)
 
 
 def _env(workdir: Path) -> dict[str, str]:
@@ -315,7 +315,8 @@ class Campaign:
         self.o = options
         self.dir = workdir
         self.rng = random.Random(options.seed)
-        self.port = free_port()
+        self.port = 0  # the first worker picks one; restarts take the same
+        self.restart_s = 0.0  # how long the last restart took
         self.state = workdir / "state"
         self.sessions = workdir / "sessions"
         self.worker: asyncio.subprocess.Process | None = None
@@ -329,14 +330,28 @@ class Campaign:
     # -- worker --
 
     async def start_worker(self) -> None:
-        log = open(self.dir / f"worker-{self.worker_runs:03d}.log", "wb")  # noqa: SIM115
-        self.worker_runs += 1
-        with log:
-            self.worker = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "live.cli", "serve", "--engine", "fake", "--model", self.o.model,
-                "--port", str(self.port), "--no-warmup", "--state-dir", str(self.state),
-                cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT, env=_env(self.dir))
-        await wait_port(self.port)
+        """Start a worker (on the port of the first one) and wait until its log says it listens;
+        a restart retries while the killed worker's port is still taken."""
+        started = time.monotonic()
+        while True:
+            path = self.dir / f"worker-{self.worker_runs:03d}.log"
+            self.worker_runs += 1
+            with open(path, "wb") as log:
+                self.worker = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "live.cli", "serve", "--engine", "fake", "--model", self.o.model,
+                    "--port", str(self.port), "--no-warmup", "--state-dir", str(self.state),
+                    cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT, env=_env(self.dir))
+            port = await wait_listening(self.worker, path)
+            if port is not None:
+                self.port = port
+                self.restart_s = time.monotonic() - started
+                return
+            await self.worker.wait()
+            if not (self.port and PORT_TAKEN.search(path.read_text(errors="replace"))):
+                raise RuntimeError(f"the worker did not start; see {path}")
+            if time.monotonic() - started > 60:
+                raise TimeoutError(f"port {self.port} still taken after 60 s; see {path}")
+            await asyncio.sleep(0.2)
 
     async def kill_worker(self) -> None:
         assert self.worker is not None
@@ -345,12 +360,19 @@ class Campaign:
         self.worker_kills += 1
         self.kill_times.append(round(time.monotonic() - self.t0, 2))
 
-    async def chaos(self, clients_done: asyncio.Event) -> None:
-        """Kill and restart the worker until enough kills are done or the lectures are over."""
+    async def chaos(self, clients_done: asyncio.Event, lecture_s: float) -> None:
+        """Kill and restart the worker until enough kills are done or the lectures are over.
+
+        Uptimes are drawn from ``uptime_s`` but shortened as needed so that the kills
+        fit in the first 70 % of the lectures however long a restart takes here.
+        """
         self.t0 = time.monotonic()
+        finish_by = self.t0 + 0.7 * lecture_s
         lo, hi = self.o.uptime_s
         while self.worker_kills < self.o.worker_kills and not clients_done.is_set():
-            await asyncio.sleep(self.rng.uniform(lo, hi))
+            left = self.o.worker_kills - self.worker_kills
+            room = (finish_by - time.monotonic()) / left - self.restart_s
+            await asyncio.sleep(max(0.05, min(self.rng.uniform(lo, hi), room)))
             if clients_done.is_set():
                 break
             await self.kill_worker()
@@ -430,9 +452,9 @@ def _owed_in_spool(folder: Path) -> int:
 
 def _read_session_state(folder: Path) -> dict[str, Any]:
     """Journal and spool of a session folder as a dead capture process left them."""
-    from capture.journal import read_transcript
+    from library.folder import read_finals
 
-    journal = {c.utt: c.text for c in read_transcript(folder / "transcript.jsonl")}
+    journal = {c.utt: c.text for c in read_finals(folder / "transcript.jsonl")}
     spool: dict[int, tuple[bool, np.ndarray]] = {}
     for meta in (folder / "pending").glob("*.json"):
         info = json.loads(meta.read_text())
@@ -536,14 +558,19 @@ async def _run(o: CampaignOptions, workdir: Path) -> dict[str, Any]:
 
     reports = {name: SessionReport(name) for name in names}
     at_kill: dict[str, Any] = {}
+    try:
+        await campaign.start_worker()
+    except BaseException:
+        await campaign.stop_processes()
+        raise
     proxy = CuttingProxy(campaign.port, o.proxy_cuts, campaign.rng)
     proxy_port = await proxy.start()
-    await campaign.start_worker()
     clients_done = asyncio.Event()
     lives = [asyncio.create_task(campaign.client_life(
         proxy_port if i == 0 else campaign.port, files[name], name in victims, reports[name], at_kill))
         for i, name in enumerate(names)]
-    chaos = asyncio.create_task(campaign.chaos(clients_done))
+    lecture_s = min(_wav_seconds(paths[0]) for paths in files.values())
+    chaos = asyncio.create_task(campaign.chaos(clients_done, lecture_s))
     started = time.monotonic()
     try:
         done, _ = await asyncio.wait({*lives, chaos}, timeout=o.timeout_s, return_when=asyncio.FIRST_EXCEPTION)

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from capture import sources
 from capture.sources import (
     SAMPLE_RATE,
     CaptureError,
@@ -91,11 +93,35 @@ async def test_realtime_file_source_takes_about_real_time(media):
     assert elapsed >= duration - 0.05  # never faster than real time (no upper bound: noisy CI)
 
 
-async def test_fast_file_source_is_much_faster_than_real_time(media):
-    began = time.monotonic()
-    source = FileSource(media["wav"], realtime=False)
-    await _read_all(source)
-    assert time.monotonic() - began < source.position_s / 4
+class _VirtualClock:
+    """Stands in for the clock and ``asyncio.sleep`` inside ``capture.sources``: a wait moves
+    the clock on at once and is recorded, so pacing is checked exactly and without waiting."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.start = self.now = 1000.0
+        self.waits: list[float] = []
+        monkeypatch.setattr(sources, "time", SimpleNamespace(monotonic=lambda: self.now))
+        monkeypatch.setattr(sources, "asyncio", SimpleNamespace(**{**vars(asyncio), "sleep": self.sleep}))
+
+    async def sleep(self, delay: float, result=None):
+        self.waits.append(delay)
+        self.now += max(delay, 0.0)
+        await asyncio.sleep(0)
+        return result
+
+
+async def test_fast_file_source_never_waits_for_the_clock(media, monkeypatch):
+    clock = _VirtualClock(monkeypatch)
+    blocks = await _read_all(FileSource(media["wav"], realtime=False))
+    assert len(blocks) > 10 and clock.waits == []
+
+
+async def test_realtime_file_source_releases_each_block_when_a_microphone_would(media, monkeypatch):
+    clock = _VirtualClock(monkeypatch)
+    source = FileSource(media["short"], realtime=True)
+    blocks = await _read_all(source)
+    assert clock.waits == pytest.approx([len(b) / SAMPLE_RATE for b in blocks])
+    assert clock.now - clock.start == pytest.approx(source.position_s)
 
 
 async def test_missing_file_is_a_clear_capture_error(tmp_path):
@@ -133,15 +159,16 @@ async def test_leaving_early_stops_the_decoder(media):
 
 async def test_cancelling_a_realtime_reader_stops_the_decoder(media):
     pids = []
+    reading = asyncio.Event()
 
     async def consume():
         async with FileSource(media["wav"], realtime=True) as source:
             pids.append(source._proc.pid)
             async for _ in source:
-                pass
+                reading.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(reading.wait(), 30)  # the decoder runs and audio flows
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -203,7 +230,10 @@ async def test_microphone_drops_and_counts_blocks_when_the_consumer_stalls(pulse
     async with mic:
         await asyncio.wait_for(mic.__anext__(), timeout=10)  # audio flows
         player = pulse_sink.play(wav)
-        await asyncio.sleep(1.5)  # nobody reads: the queue holds 3 blocks, the rest is dropped
+        for _ in range(600):  # nobody reads: the queue holds 3 blocks, the rest is dropped
+            if mic.dropped_blocks >= 5:
+                break
+            await asyncio.sleep(0.05)
         for _ in range(3):
             await mic.__anext__()
         await asyncio.to_thread(player.wait)

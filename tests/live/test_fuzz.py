@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -50,8 +47,8 @@ from live.session import StreamLimits
 from models.fake import fake_text
 
 from .conftest import RawClient, noise
+from .processes import start_serve, stop
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = 150
 MAX_FRAME = StreamLimits().max_frame_bytes  # what websockets reads at all (worker default)
 #: close codes a fuzzed connection may end with: the protocol's table, plus websockets' own
@@ -73,14 +70,6 @@ class LiveWorker:
         return f"ws://127.0.0.1:{self.port}/v1/stream"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _health(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
         return json.loads(response.read())
@@ -89,32 +78,12 @@ def _health(port: int) -> dict:
 @pytest.fixture(scope="module")
 def live_worker(tmp_path_factory) -> Iterator[LiveWorker]:
     folder = tmp_path_factory.mktemp("fuzz-worker")
-    port, log = _free_port(), folder / "worker.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "live.cli", "serve", "--no-auth", "--engine", "fake",
-             "--model", "per_call=0.002", "--no-warmup", "--port", str(port)],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "NOTSOUND_CONFIG": str(folder / "none.toml")},
-        )
+    log = folder / "worker.log"
+    proc, port = start_serve(["--no-auth", "--engine", "fake", "--model", "per_call=0.002", "--no-warmup"], log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _health(port)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"worker did not start: {log.read_text()}") from None
-                time.sleep(0.05)
         yield LiveWorker(proc, port, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 class Neighbour(threading.Thread):

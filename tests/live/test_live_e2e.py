@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capture.journal import read_transcript
+from library.folder import read_finals
 from live.app import LiveSettings, run_live
 from live.server import WorkerSettings
 from tests import speech
+from tests.live.processes import start_serve
 
 pytestmark = pytest.mark.skipif(not speech.have_espeak(), reason="espeak-ng and sox are required")
 
@@ -55,7 +55,7 @@ def _whisper_settings() -> WorkerSettings:
 
 
 def _transcript_text(session_dir: Path) -> str:
-    return " ".join(c.text for c in read_transcript(session_dir / "transcript.jsonl"))
+    return " ".join(c.text for c in read_finals(session_dir / "transcript.jsonl"))
 
 
 @pytest.mark.parametrize("fixture", ["lecture_mp3", "lecture_mp4"])
@@ -63,7 +63,7 @@ async def test_file_input_fast_gives_the_paragraph(fixture, request, tmp_path):
     path = request.getfixturevalue(fixture)
     settings = LiveSettings(input=path, fast=True, out=tmp_path, session="file", plain=True, notes=False)
     result = await run_live(settings, _whisper_settings())
-    captions = read_transcript(result.session_dir / "transcript.jsonl")
+    captions = read_finals(result.session_dir / "transcript.jsonl")
     assert len(captions) == len(speech.PARAGRAPH)
     assert [c.utt for c in captions] == list(range(len(captions)))
     error = speech.wer(" ".join(speech.PARAGRAPH), _transcript_text(result.session_dir))
@@ -91,12 +91,6 @@ async def test_file_input_real_time_pacing_gives_the_paragraph_with_events(lectu
     assert len(result.latencies) == len(speech.PARAGRAPH)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _client_key(state_dir: Path) -> Path:
     """A key the worker on ``state_dir`` accepts, written to a key file as a user would."""
     from live.keys import KeyStore
@@ -107,44 +101,34 @@ def _client_key(state_dir: Path) -> Path:
     return path
 
 
-def _start_worker(port: int, state_dir: Path, model: str = "rtf=0.4") -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "live.cli", "serve", "--engine", "fake", "--model", model,
-         "--port", str(port), "--no-warmup", "--state-dir", str(state_dir)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"worker did not start: {proc.stdout.read()}")
+def _start_worker(state_dir: Path, model: str = "rtf=0.4", port: int = 0) -> tuple[subprocess.Popen, int]:
+    """A worker process on ``port`` (0: a free one; the port it got is returned)."""
+    return start_serve(["--engine", "fake", "--model", model, "--no-warmup", "--state-dir", str(state_dir)],
+                       state_dir / "worker.log", port=port, env=dict(os.environ))
 
 
 async def test_worker_killed_mid_lecture_and_restarted_loses_nothing(lecture_wav, tmp_path):
-    port, state = _free_port(), tmp_path / "state"
+    state = tmp_path / "state"
     key_file = _client_key(state)
-    worker = _start_worker(port, state)
+    worker, port = _start_worker(state)
     settings = LiveSettings(server=f"ws://127.0.0.1:{port}/v1/stream", input=lecture_wav, fast=True,
                             out=tmp_path, session="crash", plain=True, notes=False, max_owed=2,
                             key_file=key_file)
     live = asyncio.create_task(run_live(settings, WorkerSettings()))
     try:
         transcript = tmp_path / "crash" / "transcript.jsonl"
-        while not read_transcript(transcript):  # wait for the first final, then kill mid-lecture
+        while not read_finals(transcript):  # wait for the first final, then kill mid-lecture
             await asyncio.sleep(0.05)
             assert not live.done(), live
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-        await asyncio.sleep(1.0)
-        worker = _start_worker(port, state)
+        await asyncio.sleep(1.0)  # the worker stays down a while; the client keeps its audio
+        worker, _ = await asyncio.to_thread(_start_worker, state, port=port)  # same address
         result = await asyncio.wait_for(live, 120)
     finally:
         worker.kill()
         worker.wait()
-    captions = read_transcript(result.session_dir / "transcript.jsonl")
+    captions = read_finals(result.session_dir / "transcript.jsonl")
     lines = (result.session_dir / "transcript.jsonl").read_text().splitlines()
     assert [c.utt for c in captions] == list(range(len(speech.PARAGRAPH)))
     assert len(lines) == len(captions), "no final is journaled twice"
@@ -152,9 +136,9 @@ async def test_worker_killed_mid_lecture_and_restarted_loses_nothing(lecture_wav
 
 
 async def test_restarted_client_resends_spooled_audio_and_continues_numbering(tmp_path, lecture_wav):
-    port, state = _free_port(), tmp_path / "state"
+    state = tmp_path / "state"
     key_file = _client_key(state)
-    worker = _start_worker(port, state, model="rtf=0")
+    worker, port = _start_worker(state, model="rtf=0")
     try:
         session = tmp_path / "resume"
         pending = session / "pending"
@@ -173,7 +157,7 @@ async def test_restarted_client_resends_spooled_audio_and_continues_numbering(tm
     finally:
         worker.kill()
         worker.wait()
-    captions = read_transcript(result.session_dir / "transcript.jsonl")
+    captions = read_finals(result.session_dir / "transcript.jsonl")
     assert [c.utt for c in captions] == list(range(2 + len(speech.PARAGRAPH)))
     from models.fake import fake_text
 
@@ -204,7 +188,7 @@ def test_cli_rejects_fast_without_input_and_missing_file(tmp_path):
 
 
 def test_journal_never_duplicates_and_skips_torn_line(tmp_path):
-    from capture.journal import Journal
+    from library.folder import Journal
     from live.protocol import Caption
 
     journal = Journal(tmp_path)
@@ -217,7 +201,7 @@ def test_journal_never_duplicates_and_skips_torn_line(tmp_path):
     assert again.next_utt == 1
     assert again.append(Caption(1, 1.0, 2.0, "b"))
     again.close()
-    assert [c.text for c in read_transcript(tmp_path / "transcript.jsonl")] == ["a", "b"]
+    assert [c.text for c in read_finals(tmp_path / "transcript.jsonl")] == ["a", "b"]
     assert np.all(np.array([len(line) for line in (tmp_path / "transcript.jsonl").read_bytes().split(b"\n")[:-1]]) > 0)
 
 
@@ -257,7 +241,7 @@ def test_live_with_a_refused_llm_key_still_captions_everything(lecture_wav, tmp_
     with FakeLLM(script=[401] * 10) as llm:
         proc = _live_cli(lecture_wav, tmp_path, "refused", _llm_env(llm.url, "sk-bad"))
     assert proc.returncode == 0, proc.stderr
-    captions = read_transcript(tmp_path / "refused" / "transcript.jsonl")
+    captions = read_finals(tmp_path / "refused" / "transcript.jsonl")
     assert [c.utt for c in captions] == list(range(len(speech.PARAGRAPH)))
     assert len(llm.requests) == 1, "a refused key stops LLM calls for the session"
     assert "401" in proc.stderr or "refused" in proc.stderr.lower() or "key" in proc.stderr.lower()

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,11 +24,13 @@ from pathlib import Path
 import pytest
 
 from bench.fault_campaign import expected_texts
-from capture.journal import read_transcript
+from library.folder import read_finals
 from live.app import LiveSettings, run_live
 from live.keys import KeyStore
 from live.server import WorkerSettings
 from tests import speech
+from tests.live.processes import PORT_TAKEN, start_serve
+from tests.live.processes import stop as _stop
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx.conf"
@@ -70,36 +71,45 @@ def render_nginx_conf(template: str, listen_port: int, upstream_ports: list[int]
     return "\n".join(out) + "\n"
 
 
-def _free_port() -> int:
+def _candidate_port() -> int:
+    """A port free a moment ago. nginx cannot listen on port 0 and say which port it got, so
+    ``_start_nginx`` tries again with another when this one was taken in the meantime."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+def _start_nginx(upstream_ports: list[int], folder: Path, timeout_s: float = 60.0) -> tuple[subprocess.Popen, int]:
+    """nginx from deploy/nginx.conf in front of ``upstream_ports``: the process and its port
+    once ``/health`` answers through it."""
+    deadline = time.monotonic() + timeout_s
+    conf, log = folder / "nginx.conf", folder / "stderr.log"
     while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"{proc.args[0]} did not listen on {port}: {log.read_text()}")
-        time.sleep(0.02)
+        port = _candidate_port()
+        conf.write_text(render_nginx_conf(TEMPLATE.read_text(), port, upstream_ports, folder))
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [NGINX, "-c", str(conf), "-p", str(folder),
+                 "-g", f"daemon off; pid {folder}/nginx.pid; error_log stderr;"],
+                stdout=out, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            try:
+                if _health(port).get("engine") == "fake":  # our workers answer, through this nginx
+                    return proc, port
+            except (OSError, ValueError):  # not listening yet, or not ours
+                pass
+            if time.monotonic() > deadline:
+                _stop(proc)
+                raise AssertionError(f"nginx did not answer on {port}: {log.read_text()}")
+            time.sleep(0.05)
+        text = log.read_text(errors="replace")
+        if not PORT_TAKEN.search(text) or time.monotonic() > deadline:
+            raise AssertionError(f"nginx exited with {proc.returncode}: {text}")
 
 
 def _health(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
         return json.loads(response.read())
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass
@@ -126,29 +136,19 @@ def pool(tmp_path) -> Iterator[Pool]:
     key_file = tmp_path / "client.key"
     key_file.write_text(token + "\n")
     env = {**os.environ, "NOTSOUND_CONFIG": str(tmp_path / "none.toml")}
-    ports = [_free_port(), _free_port()]
+    ports: list[int] = []
     procs: list[subprocess.Popen] = []
     logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
     try:
-        for port, log in zip(ports, logs, strict=True):
-            with open(log, "w") as out:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "live.cli", "serve", "--engine", "fake", "--model", "rtf=0.2",
-                     "--no-warmup", "--port", str(port), "--state-dir", str(state)],
-                    cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env))
-        for port, proc, log in zip(ports, procs, logs, strict=True):
-            _wait_port(port, proc, log)
-        nginx_port, nginx_dir = _free_port(), tmp_path / "nginx"
+        for log in logs:  # port 0: each worker says which port it got
+            proc, port = start_serve(["--engine", "fake", "--model", "rtf=0.2", "--no-warmup",
+                                      "--state-dir", str(state)], log, env=env)
+            procs.append(proc)
+            ports.append(port)
+        nginx_dir = tmp_path / "nginx"
         nginx_dir.mkdir()
-        conf = nginx_dir / "nginx.conf"
-        conf.write_text(render_nginx_conf(TEMPLATE.read_text(), nginx_port, ports, nginx_dir))
-        nginx_log = nginx_dir / "stderr.log"
-        with open(nginx_log, "w") as out:
-            procs.append(subprocess.Popen(
-                [NGINX, "-c", str(conf), "-p", str(nginx_dir),
-                 "-g", f"daemon off; pid {nginx_dir}/nginx.pid; error_log stderr;"],
-                stdout=out, stderr=subprocess.STDOUT))
-        _wait_port(nginx_port, procs[-1], nginx_log)
+        nginx, nginx_port = _start_nginx(ports, nginx_dir)
+        procs.append(nginx)
         yield Pool(nginx_port, ports, procs[:2], logs, key_file, tmp_path)
     finally:
         for proc in reversed(procs):
@@ -193,7 +193,7 @@ async def test_lectures_spread_over_workers_and_survive_one_worker_dying(pool, l
                         task.result()  # a failure shows here; a lecture may not end before the kill
                         raise AssertionError("a lecture ended before the worker could be killed")
                 counts = [(await asyncio.to_thread(_health, p))["streams"] for p in pool.worker_ports]
-                journaled = [read_transcript(pool.folder / "sessions" / n / "transcript.jsonl") for n in names]
+                journaled = [read_finals(pool.folder / "sessions" / n / "transcript.jsonl") for n in names]
                 if min(counts) >= 1 and all(journaled):
                     return counts
                 await asyncio.sleep(0.05)
@@ -212,7 +212,7 @@ async def test_lectures_spread_over_workers_and_survive_one_worker_dying(pool, l
 
     for name, result in results.items():
         path = result.session_dir / "transcript.jsonl"
-        captions = read_transcript(path)
+        captions = read_finals(path)
         assert [c.utt for c in captions] == list(range(len(expected))), name
         assert [c.text for c in captions] == expected, f"{name}: captions of other audio"
         assert len(path.read_text().splitlines()) == len(expected), f"{name}: a final journaled twice"

@@ -11,7 +11,6 @@ import datetime as dt
 import ipaddress
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -249,13 +248,12 @@ async def test_plain_ws_to_the_tls_port_fails_with_an_exception_not_a_hang(pki, 
     worker = await make_worker(tls_cert=str(pki.cert), tls_key=str(pki.key))
     _, token = _key(worker)
     plain = worker.url.replace("wss://", "ws://")
-    started = time.monotonic()
     # websockets reports the TLS alert it got instead of HTTP as InvalidMessage; a reset is an OSError.
+    # A stall would end in open_timeout's TimeoutError (an OSError too), hence the check after.
     with pytest.raises((InvalidHandshake, OSError)) as info:
         await asyncio.wait_for(connect(plain, additional_headers={"Authorization": f"Bearer {token}"},
                                        open_timeout=10), 15)
     assert not isinstance(info.value, TimeoutError), "the TLS port must refuse plain HTTP, not stall"
-    assert time.monotonic() - started < 5
     # ...and the worker is unharmed: a wss:// stream still works.
     context = ssl.create_default_context(cafile=str(pki.ca))
     stream = await streams(worker.url, token, ssl_context=context)
@@ -322,10 +320,8 @@ async def test_revoking_a_key_from_another_store_closes_its_stream_4007_and_spar
         assert (await stream.utterance(0, pcm)).text == fake_text(pcm)
 
     # The CLI or another worker revokes the key: a separate store on the same folder.
-    started = time.monotonic()
     assert KeyStore(worker.settings.state_dir).revoke(doomed_id)
-    assert await victim.closed(timeout=5) == CLOSE_KEY_REVOKED
-    assert time.monotonic() - started < 5
+    assert await victim.closed(timeout=30) == CLOSE_KEY_REVOKED  # the worker re-reads keys every second
     assert [e.code for e in victim.errors] == ["key_revoked"]
 
     pcm = noise(0.5, 3)  # the other key's stream goes on

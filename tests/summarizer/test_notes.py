@@ -133,7 +133,10 @@ async def test_bad_key_or_no_balance_stops_llm_calls_and_keeps_the_notes(fake_ll
     stop = asyncio.Event()
     runner = asyncio.create_task(task.run(stop))
     append_finals(folder / TRANSCRIPT, finals[30:])
-    await asyncio.sleep(0.3)
+    for _ in range(600):  # until the running task meets the refusal
+        if task.stopped_reason:
+            break
+        await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(runner, 5)  # returns normally: the caller goes on
     await task.flush()
@@ -151,7 +154,7 @@ async def test_an_answer_that_never_finishes_is_retried_later(fake_llm, tmp_path
                      notes_settings(every_s=30), CANARY, told.append)
     stop = asyncio.Event()
     runner = asyncio.create_task(task.run(stop))
-    for _ in range(200):
+    for _ in range(600):  # until the retried part is in the notes
         await asyncio.sleep(0.05)
         if task.state.sections:
             break

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -25,15 +26,23 @@ from pathlib import Path
 from typing import Any
 
 from capture.client import ClientOptions, StreamClient
-from capture.journal import Journal, default_session_name, resolve_session_dir
-from capture.segmenter import Segmenter, UtteranceAudio, UtteranceEnded, UtteranceStarted
+from capture.segmenter import (
+    Segmenter,
+    UtteranceAudio,
+    UtteranceEnded,
+    UtterancePaused,
+    UtteranceStarted,
+)
 from capture.spool import Spool
 from capture.vad import VadOptions
+from library.folder import Journal, default_session_name, remove_if_unused, session_path
 
 from .keys import KeyStore
 from .protocol import Caption, Partial
 from .server import Worker, WorkerSettings
+from .slides import LiveDeck, open_live_deck
 from .view import CaptionView
+from .web_feed import CaptionFeed
 
 __all__ = ["LiveSettings", "LiveResult", "run_live", "read_key"]
 
@@ -58,7 +67,16 @@ class LiveSettings:
         drain_timeout_s: at the end, how long to wait for owed finals.
         max_owed: with ``fast``, how many finals may be owed before reading waits.
         notes: keep ``notes.md`` current while captioning.
+        translate: translate each final into this language (``zh``, ``en`` ...)
+            through the configured LLM; empty: no translation.
         plain: print finals line by line even on a terminal.
+        web: ``[HOST:]PORT`` of the caption page (``--web``); empty for none.
+        web_token_file: file with the page's viewer token (else a random one
+            when the page is not on loopback).
+        web_max_viewers: pages connected at once.
+        slides: the lecture's deck (``.pptx``, ``.pdf``, ``.md``, ``.txt``): stored in the
+            session folder, its terms sent to the worker as hints, finals corrected
+            against it and tagged with the slide; without it, a deck stored earlier.
     """
 
     server: str = ""
@@ -74,7 +92,12 @@ class LiveSettings:
     drain_timeout_s: float = 30.0
     max_owed: int = 8
     notes: bool = True
+    translate: str = ""
     plain: bool = False
+    web: str = ""
+    web_token_file: Path | None = None
+    web_max_viewers: int = 500
+    slides: Path | None = None
 
 
 @dataclass
@@ -101,6 +124,11 @@ def read_key(key_file: Path | None, env: dict[str, str] | None = None) -> str | 
 
 #: ``notes(session_dir, stop, notify)``: keeps ``notes.md`` current until ``stop``, then finishes it
 NotesRunner = Callable[[Path, asyncio.Event, Callable[[str], None]], Awaitable[None]]
+#: ``translate(session_dir, view, on_translation)``: the run's translator
+#: (``summarizer.translate.Translator``): ``submit(caption)`` takes each new final, ``run(stop)``
+#: works apart from the captions until ``stop``, then drains for a bounded time; it calls
+#: ``on_translation(utt, text or None)`` (terminal and page) with each finished translation
+TranslateRunner = Callable[[Path, CaptionView, Callable[[int, str | None], None]], Any]
 
 
 class _EventLog:
@@ -131,7 +159,8 @@ class LiveRun:
         self.view = view or CaptionView(plain=settings.plain or None, clock=self.session_time)
         self.vad = vad or VadOptions()
         name = settings.session or default_session_name()
-        self.session_dir = resolve_session_dir(name, settings.out)
+        self.session_dir = session_path(name, settings.out)
+        self.fresh_folder = not self.session_dir.exists()
         self.journal = Journal(self.session_dir)
         self.spool = Spool(self.session_dir)
         self.result = LiveResult(self.session_dir)
@@ -142,6 +171,9 @@ class LiveRun:
         self.client: StreamClient | None = None
         self.first_utt = self.journal.next_utt
         self.position_s = 0.0  # seconds of audio read in this run
+        self.feed: CaptionFeed | None = None  # the caption page's feed (--web)
+        self.translator: Any = None  # set by run_live with --translate
+        self.deck: LiveDeck | None = None  # the session's slides, if any
 
     def session_time(self) -> float:
         return self.offset + self.position_s
@@ -149,7 +181,10 @@ class LiveRun:
     # -- callbacks from the client -----------------------------------------
 
     def on_final(self, caption: Caption, pending: Any) -> None:
-        fresh = self.journal.append(caption)
+        journaled: Any = caption
+        if self.deck is not None and caption.utt not in self.journal:
+            caption, journaled = self.deck.annotate(caption)
+        fresh = self.journal.append(journaled)
         self.spool.done(caption.utt)
         if not fresh:
             return
@@ -159,10 +194,22 @@ class LiveRun:
         self.result.finals += 1
         self.events.write("final", caption.utt, caption.text, start=caption.start, end=caption.end)
         self.view.on_final(caption, latency)
+        if self.feed is not None:
+            self.feed.publish_final(caption)
+        if self.translator is not None:  # only queues: translation never delays a caption
+            self.translator.submit(caption)
+
+    def on_translation(self, utt: int, text: str | None) -> None:
+        """The translation of final ``utt`` is done (``None``: it has none): terminal and page."""
+        self.view.on_translation(utt, text)
+        if self.feed is not None and text:
+            self.feed.publish_translation(utt, text)
 
     def on_partial(self, partial: Partial) -> None:
         self.events.write("partial", partial.utt, partial.text)
         self.view.on_partial(partial)
+        if self.feed is not None:
+            self.feed.publish_partial(partial)
 
     def _latency(self, caption: Caption, pending: Any) -> float | None:
         """Seconds from the end of speech to now (realtime), or from the end's send (fast)."""
@@ -183,6 +230,8 @@ class LiveRun:
         elif isinstance(event, UtteranceAudio):
             self.spool.audio(event.utt, event.pcm)
             self.client.add_audio(event.utt, event.pcm)
+        elif isinstance(event, UtterancePaused):
+            self.client.pause_utterance(event.utt, event.samples)
         elif isinstance(event, UtteranceEnded):
             self.spool.end(event.utt, event.utterance.start)
             self.client.end_utterance(event.utt)
@@ -248,6 +297,7 @@ def _install_signals(run: LiveRun, main: asyncio.Task) -> Callable[[], None]:
 async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
                    view: CaptionView | None = None,
                    notes: NotesRunner | None = None,
+                   translate: TranslateRunner | None = None,
                    source: Any = None) -> LiveResult:
     """Caption until the input ends or a signal stops it; returns what happened."""
     run = LiveRun(settings, view)
@@ -256,7 +306,10 @@ async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
     assert main is not None
     remove_signals = _install_signals(run, main)
     stack = contextlib.AsyncExitStack()
+    failed = True
     try:
+        if settings.web:
+            run.feed = await _caption_page(stack, run)
         with view:
             url, key = settings.server, read_key(settings.key_file)
             if not url:
@@ -264,12 +317,17 @@ async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
             run.journal.write_meta(session=run.session_dir.name, language=settings.language,
                                    server=url if settings.server else "embedded",
                                    started=run.journal.read_meta().get("started") or _now())
+            run.deck = await open_live_deck(run.session_dir, settings.slides, run.view.notice)
+            run.translator = translate(run.session_dir, view, run.on_translation) if translate else None
             await _stream(run, url, key, source or _make_source(settings), notes)
             run.journal.write_meta(ended=_now(), engine=_ready(run, "engine"), model=_ready(run, "model"))
+        failed = False
     finally:
         remove_signals()
         await stack.aclose()
         run.close()
+        if failed and run.fresh_folder:  # failed before any audio: leave no empty folder behind
+            remove_if_unused(run.session_dir)
     return run.result
 
 
@@ -289,7 +347,8 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
         ClientOptions(url=url, session=run.session_dir.name, key=key,
                       language=settings.language, ca_file=settings.ca_file,
                       # --fast into our own embedded worker: no pacing (its limit is off too)
-                      max_rate=0.0 if settings.fast and not settings.server else ClientOptions.max_rate),
+                      max_rate=0.0 if settings.fast and not settings.server else ClientOptions.max_rate,
+                      vocabulary=run.deck.vocabulary if run.deck else ()),
         on_final=run.on_final, on_partial=run.on_partial,
         on_state=run.view.set_state,
     )
@@ -302,6 +361,9 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
     client_task = asyncio.create_task(client.run(client_stop))
     notes_task = (asyncio.create_task(notes(run.session_dir, notes_stop, run.view.notice))
                   if notes else None)
+    translate_stop = asyncio.Event()
+    translate_task = (asyncio.create_task(run.translator.run(translate_stop))
+                      if run.translator is not None else None)
     try:
         pump = asyncio.create_task(run.pump(source))
         done, _ = await asyncio.wait({pump, client_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -321,14 +383,31 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
         client_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await client_task
+        translate_stop.set()  # drains (bounded) while the notes are finished
         if notes_task is not None:  # the last update sees every final journaled above
             notes_stop.set()
             run.view.set_state("draining", "updating notes.md")
             with contextlib.suppress(asyncio.CancelledError):
                 await notes_task
+        if translate_task is not None:
+            run.view.set_state("draining", "translating the last captions")
+            with contextlib.suppress(asyncio.CancelledError):
+                await translate_task
         run.result.owed = client.owed
         run.result.reconnects = client.stats.reconnects
         run.view.set_state("closed", "")
+
+
+async def _caption_page(stack: contextlib.AsyncExitStack, run: LiveRun) -> CaptionFeed:
+    """Serve the caption page (``--web``) for the rest of the run; print where to open it."""
+    from .web import open_page
+
+    settings = run.settings
+    page = await stack.enter_async_context(open_page(
+        settings.web, run.session_dir, token_file=settings.web_token_file,
+        max_viewers=settings.web_max_viewers))
+    print(page.describe(), file=sys.stderr, flush=True)
+    return page.feed
 
 
 def _ready(run: LiveRun, attr: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -80,6 +81,14 @@ def _add_engine_flags(p: argparse.ArgumentParser, device_flag: str = "--device")
     p.add_argument("--threads", type=int, help="CPU threads for the engine")
     p.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
                    help="skip the warm-up clip at start")
+    p.add_argument("--beam-size", type=int,
+                   help="beam width of finals, decoded for accuracy (default 5; whisper only: "
+                        "SenseVoice is CTC and decodes finals and partials alike)")
+    p.add_argument("--partial-beam-size", type=int, help="beam width of partials (default 1, greedy; whisper)")
+    p.add_argument("--no-early-finals", dest="early_finals", action="store_false", default=None,
+                   help="do not decode an utterance before its pause is confirmed")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=None,
+                   help="batch without timing batched against single engine calls at start")
 
 
 def _worker_settings(args: argparse.Namespace, toml: dict, **overrides):
@@ -89,7 +98,7 @@ def _worker_settings(args: argparse.Namespace, toml: dict, **overrides):
         "host", "port", "engine", "model", "precision", "threads", "warmup", "auth", "state_dir",
         "tls_cert", "tls_key", "max_utterance_s", "audio_rate", "audio_burst_s", "messages_per_s",
         "idle_timeout_s", "max_owed", "max_streams_per_key", "partial_every_s", "batch_budget_s",
-        "max_batch")}
+        "max_batch", "beam_size", "partial_beam_size", "early_finals", "calibrate")}
     flags["device"] = getattr(args, "engine_device", None)
     flags.update(overrides)
     return build_settings(WorkerSettings, "worker", toml=toml, flags=flags)
@@ -148,6 +157,16 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plain", action="store_true", default=None, help="print finals line by line")
     p.add_argument("--no-notes", dest="notes", action="store_false", default=None,
                    help="do not keep notes.md during the lecture")
+    p.add_argument("--translate", metavar="LANG",
+                   help="show each caption translated into LANG (zh, en ...) by the LLM; "
+                        "kept in translations.jsonl")
+    p.add_argument("--web", metavar="[HOST:]PORT",
+                   help="serve a caption page, e.g. 8080 (loopback) or 0.0.0.0:8080 (the room, with a token)")
+    p.add_argument("--web-token-file", type=Path, metavar="FILE",
+                   help="viewer token of the caption page (default: a random one off loopback)")
+    p.add_argument("--slides", type=Path, metavar="FILE",
+                   help="the lecture's deck (.pptx, .pdf, .md, .txt): terms as recognition hints, "
+                        "finals corrected and tagged with their slide; stored in the session")
     _add_engine_flags(p, device_flag="--engine-device")
     p.set_defaults(func=_cmd_live)
 
@@ -157,8 +176,13 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
 
     flags = {name: getattr(args, name, None) for name in (
         "server", "key_file", "ca_file", "input", "fast", "device", "session", "out",
-        "language", "events", "plain", "notes")}
+        "language", "events", "plain", "notes", "translate", "slides")}
+    flags.update(web=args.web, web_token_file=args.web_token_file)
     settings = build_settings(LiveSettings, "live", toml=toml, flags=flags)
+    _check_web(settings)
+    if settings.translate and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?", settings.translate):
+        raise CommandError(f"--translate needs a language code such as zh or en, not {settings.translate!r}",
+                           EXIT_USAGE)
     if settings.fast and settings.input is None:
         raise CommandError("--fast needs --input FILE", EXIT_USAGE)
     if settings.input is not None and not settings.input.is_file():
@@ -166,12 +190,29 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
     worker = _worker_settings(args, toml, host="127.0.0.1", port=0,
                               audio_rate=0.0 if settings.fast else None)
     notes = _notes_runner(settings, toml)
-    result = asyncio.run(run_live(settings, worker, notes=notes))
+    translate = _translate_runner(settings, toml)
+    result = asyncio.run(run_live(settings, worker, notes=notes, translate=translate))
     latency = f", caption latency p50 {statistics.median(result.latencies):.2f} s" if result.latencies else ""
     owed = f", {result.owed} still owed: run the same session again to send them" if result.owed else ""
     print(f"session folder: {result.session_dir}  ({result.finals} new captions{latency}{owed})",
           file=sys.stderr)
     return EXIT_OK
+
+
+def _check_web(settings) -> None:
+    """A bad ``--web`` address or token file is a usage error, before anything starts."""
+    if not settings.web:
+        return
+    from .web import WebError, parse_web_address, read_token_file
+
+    try:
+        parse_web_address(settings.web)
+        if settings.web_token_file is not None:
+            read_token_file(settings.web_token_file)
+    except WebError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    if settings.web_max_viewers < 1:
+        raise CommandError("[live] web_max_viewers must be at least 1", EXIT_USAGE)
 
 
 def _notes_runner(settings, toml: dict):
@@ -193,6 +234,28 @@ def _notes_runner(settings, toml: dict):
             notify(f"notes.md is not complete yet: run `notsound notes {session_dir}` to finish it")
 
     return keep_notes
+
+
+def _translate_runner(settings, toml: dict):
+    """The translator of ``live --translate LANG`` (without a key: one notice, no requests), or None."""
+    if not settings.translate:
+        return None
+    from summarizer import LLMSettings, resolve_api_key
+    from summarizer.translate import TranslateSettings, Translator, session_glossary
+
+    llm = build_settings(LLMSettings, "llm", toml=toml)
+    options = build_settings(TranslateSettings, "translate", toml=toml)
+    key = resolve_api_key(llm)
+
+    def make(session_dir: Path, view, show) -> Translator:
+        return Translator(
+            session_dir, settings.translate, llm, options, key,
+            glossary=session_glossary(session_dir) if key else (), notify=view.notice,
+            on_translation=lambda t: show(t.utt, t.text),
+            on_partial=view.on_translation_partial,
+            on_lag=lambda lag: view.set_translation_lag(lag.captions, lag.seconds, off=lag.stopped))
+
+    return make
 
 
 # -- devices -----------------------------------------------------------------
@@ -276,19 +339,25 @@ def _add_notes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--follow", action="store_true", help="keep updating until the lecture ends (or Ctrl-C)")
     p.add_argument("--lang", dest="language", help="notes language: auto (follow the lecture), zh, en ...")
     p.add_argument("--every", dest="every_s", type=float, help="seconds of new speech per update (default 120)")
+    p.add_argument("--slides", type=Path, metavar="FILE",
+                   help="the lecture's slides (.pptx, .pdf, .md, .txt) as a glossary; stored in the session")
     p.set_defaults(func=_cmd_notes)
 
 
 def _cmd_notes(args: argparse.Namespace, toml: dict) -> int:
     import summarizer as sm
+    from library.folder import FolderError, require_finals
 
     llm = build_settings(sm.LLMSettings, "llm", toml=toml)
     notes = build_settings(sm.NotesSettings, "notes", toml=toml,
                            flags={"language": args.language, "every_s": args.every_s})
     try:
         folder = sm.resolve_session(args.session, args.out)
-        task = asyncio.run(sm.run_notes(folder, llm, notes, sm.resolve_api_key(llm), follow=args.follow))
-    except sm.SummarizerError as exc:
+        if not args.follow:  # a lecture still running may not have said anything yet
+            require_finals(folder, "take notes from")
+        task = asyncio.run(sm.run_notes(folder, llm, notes, sm.resolve_api_key(llm), follow=args.follow,
+                                        slides=args.slides))
+    except (sm.SummarizerError, FolderError) as exc:
         raise CommandError(str(exc), exc.exit_code) from None
     print(task.notes_path)
     return EXIT_OK
@@ -302,7 +371,8 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
                    help="detailed (default), concise, study (adds review questions), action-items")
     p.add_argument("--lang", dest="language", help="summary language: auto (follow the lecture), zh, en ...")
     p.add_argument("--slides", type=Path, metavar="FILE",
-                   help="slides or handout as reference: text, Markdown, or PDF (needs pdftotext)")
+                   help="the lecture's slides (.pptx, .pdf, .md, .txt); stored in the session, "
+                        "so later commands use them without the flag")
     p.add_argument("--no-stream", dest="stream", action="store_false", default=None,
                    help="do not stream the summary to the terminal while it is written")
     p.set_defaults(func=_cmd_summary)
@@ -323,12 +393,179 @@ def _cmd_summary(args: argparse.Namespace, toml: dict) -> int:
     return EXIT_OK
 
 
+def _add_ask(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ask", help="ask questions about a lecture (or, with --all, about every lecture)")
+    p.add_argument("session", metavar="SESSION", nargs="?",
+                   help="session folder, or the name of one under --out (not with --all)")
+    p.add_argument("question", metavar="QUESTION", nargs="?",
+                   help="answer this one question and exit; without it: an interactive prompt")
+    p.add_argument("--all", dest="everywhere", action="store_true",
+                   help="answer QUESTION from every lecture under --out (search hits), citing session and time")
+    p.add_argument("--new", action="store_true",
+                   help="start a new conversation (the old one is kept as ask.YYYYmmdd-HHMMSS.jsonl)")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--no-stream", dest="stream", action="store_false", default=None,
+                   help="do not stream answers to the terminal")
+    p.add_argument("--slides", type=Path, metavar="FILE",
+                   help="the lecture's deck (.pptx, .pdf, .md, .txt), stored in the session for later questions")
+    p.set_defaults(func=_cmd_ask)
+
+
+def _cmd_ask(args: argparse.Namespace, toml: dict) -> int:
+    import summarizer as sm
+    from library.folder import FolderError, resolve_session
+    from summarizer.ask import require_key
+    from summarizer.ask_view import run_ask, run_ask_all
+    from summarizer.settings import AskSettings
+
+    llm = build_settings(sm.LLMSettings, "llm", toml=toml)
+    settings = build_settings(AskSettings, "ask", toml=toml, flags={"stream": args.stream})
+    if args.everywhere and (args.question is not None or args.session is None or args.new or args.slides):
+        raise CommandError("use: notsound ask --all QUESTION [--out DIR]", EXIT_USAGE)
+    if args.session is None:
+        raise CommandError("use: notsound ask SESSION [QUESTION] (or --all QUESTION)", EXIT_USAGE)
+    try:
+        if args.everywhere:
+            run_ask_all(args.out, args.session, llm, settings, sm.resolve_api_key(llm))
+            return EXIT_OK
+        key = require_key(sm.resolve_api_key(llm))
+        folder = resolve_session(args.session, args.out)
+        if args.slides is not None:
+            from slides.store import attach_deck
+
+            attach_deck(folder, args.slides)
+        run_ask(folder, llm, settings, key, args.question, new=args.new)
+    except (sm.SummarizerError, FolderError) as exc:
+        raise CommandError(str(exc), exc.exit_code) from None
+    return EXIT_OK
+
+
+# -- history, export (library/) ----------------------------------------------
+
+
+def _add_history(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("history", help="list past lectures, newest first")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--json", action="store_true", help="print JSON (a list of sessions)")
+    p.set_defaults(func=_cmd_history)
+
+
+def _cmd_history(args: argparse.Namespace, toml: dict) -> int:
+    from library.folder import DEFAULT_OUT
+    from library.history import format_json, format_tsv, history, render_table
+
+    rows = history(args.out)
+    if args.json:
+        sys.stdout.write(format_json(rows))
+    elif not rows:
+        print(f"no sessions in {args.out or DEFAULT_OUT} yet: `notsound live` records one", file=sys.stderr)
+    elif sys.stdout.isatty():
+        from rich.console import Console
+
+        render_table(rows, Console())
+    else:
+        sys.stdout.write(format_tsv(rows))
+    return EXIT_OK
+
+
+# -- search, index (library/) ------------------------------------------------
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="find where something was said in past lectures (captions, notes, summaries)")
+    p.add_argument("query", metavar="QUERY", help="words to find, English or Chinese (plain text, no operators)")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--session", help="only this session (name or folder)")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="only sessions on or after this date")
+    p.add_argument("--limit", type=int, default=20, help="most hits shown (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON (a list of hits)")
+    p.set_defaults(func=_cmd_search)
+
+
+def _cmd_search(args: argparse.Namespace, toml: dict) -> int:
+    from library.search_view import search_command
+
+    return search_command(args.query, out=args.out, session=args.session, since=args.since,
+                          as_json=args.json, limit=args.limit)
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="bring the search index of the lectures folder up to date")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--rebuild", action="store_true", help="forget the index and read every session again")
+    p.set_defaults(func=_cmd_index)
+
+
+def _cmd_index(args: argparse.Namespace, toml: dict) -> int:
+    from library.search_view import index_command
+
+    return index_command(out=args.out, rebuild=args.rebuild)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a session's subtitles (srt, vtt) or transcript (txt, md)")
+    p.add_argument("session", metavar="SESSION", help="session folder, or the name of one under --out")
+    p.add_argument("--format", "-f", dest="fmt", required=True, choices=("srt", "vtt", "txt", "md"),
+                   help="srt or vtt subtitles, txt or md transcript with [mm:ss] times")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE (default: standard output)")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--bilingual", action="store_true",
+                   help="srt/vtt: each caption with its translation under it (see live --translate)")
+    p.add_argument("--translated", action="store_true", help="the translation instead of the captions")
+    p.add_argument("--lang", help="which translation (default: the latest made)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace, toml: dict) -> int:
+    from library.export import export_session
+    from library.folder import FolderError, resolve_session, write_atomic
+
+    if args.bilingual and (args.translated or args.fmt not in ("srt", "vtt")):
+        raise CommandError("--bilingual is for --format srt or vtt (a translated transcript: --translated)",
+                           EXIT_USAGE)
+    try:
+        folder = resolve_session(args.session, args.out)
+        translations = _export_translations(folder, args) if args.bilingual or args.translated else None
+        text = export_session(folder, args.fmt, translations=translations, bilingual=args.bilingual,
+                              slide_labels=_slide_labels(folder) if args.fmt == "md" else None)
+    except FolderError as exc:
+        raise CommandError(str(exc), exc.exit_code) from None
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        write_atomic(args.output, text)
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"notsound: wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _slide_labels(folder: Path) -> dict[int, str] | None:
+    from slides.store import load_session_deck
+
+    deck = load_session_deck(folder)
+    return {slide.number: slide.label for slide in deck.slides} if deck is not None else None
+
+
+def _export_translations(folder: Path, args: argparse.Namespace) -> dict[int, str]:
+    from library.folder import TRANSLATIONS, read_translations
+
+    stored = read_translations(folder, args.lang)
+    texts = {utt: t.text for utt, t in stored.items() if t.text}
+    if not texts:
+        which = f" into {args.lang}" if args.lang else ""
+        raise CommandError(f"no translations{which} in {folder / TRANSLATIONS}: caption the session with "
+                           "`notsound live --translate LANG` first", EXIT_USAGE)
+    return texts
+
+
 # -- wiring ------------------------------------------------------------------
 
 #: subcommand builders in the order ``notsound --help`` lists them
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_live, _add_serve, _add_devices, _add_models, _add_keys,
-    _add_notes, _add_summary,
+    _add_notes, _add_summary, _add_ask, _add_history, _add_export, _add_search, _add_index,
 ]
 
 
@@ -348,14 +585,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Failures a user can act on: reported as one line, no traceback."""
     from capture.client import ClientError
-    from capture.journal import JournalError
     from capture.sources import CaptureError
+    from library.folder import FolderError
     from models import EngineError
+    from slides import SlidesError
 
     from .keys import KeyStoreError
     from .server import WorkerError
+    from .web import WebError
 
-    return (EngineError, WorkerError, ClientError, CaptureError, JournalError, KeyStoreError, OSError)
+    return (EngineError, WorkerError, ClientError, CaptureError, FolderError, KeyStoreError, WebError,
+            SlidesError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -372,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(exc, "exit_code", EXIT_USAGE)
     except _expected_errors() as exc:
         print(f"notsound: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return getattr(exc, "exit_code", EXIT_ERROR)
     except KeyboardInterrupt:
         print("notsound: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -2,7 +2,7 @@
 # Debian packages the tests and the demo need. Installs the missing ones when run
 # as root (after apt-get update); otherwise names them and how to install them.
 set -euo pipefail
-PACKAGES=(ffmpeg espeak-ng sox libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins nginx)
+PACKAGES=(ffmpeg espeak-ng sox libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins nginx chromium fonts-noto-cjk)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -202,12 +202,12 @@ class Scheduler:
                 await self._run_partials(partials)
 
     def _take_finals(self) -> list[_Final]:
-        """The oldest final and the next ones of its language that may share its call.
+        """The oldest final, and the finals of its language that may share its call.
 
-        Of one language the batch is a prefix of the queue (finals are answered in
-        the order they were ended, so a stream's captions never overtake each
-        other: a stream has one language); finals of other languages, from other
-        streams, stay queued in their order.
+        The oldest always goes, so no final waits behind newer ones; the others
+        are taken closest in length first, so a batch adds the least padding
+        (the policy bounds it). Finals of one stream may thus be decoded out of
+        order; the stream sends them in order (:mod:`live.session`).
         """
         live = [job for job in self._finals if not job.future.done()]  # withdrawn: gone
         if not live:
@@ -218,14 +218,14 @@ class Scheduler:
         budget = self.options.batch_budget_s * SAMPLE_RATE
         used = len(first.audio)
         limit = min(self.options.max_batch, self.policy.max_batch)
-        for job in live[1:]:
-            if job.language != first.language:
-                continue
-            lengths = [len(j.audio) for j in taken] + [len(job.audio)]
-            if len(taken) >= limit or used + len(job.audio) > budget or not self.policy.fits(lengths):
+        for job in sorted(live[1:], key=lambda j: abs(len(j.audio) - len(first.audio))):
+            if len(taken) >= limit:
                 break
-            taken.append(job)
-            used += len(job.audio)
+            lengths = [len(j.audio) for j in taken] + [len(job.audio)]
+            if (job.language == first.language and used + len(job.audio) <= budget
+                    and self.policy.fits(lengths)):
+                taken.append(job)
+                used += len(job.audio)
         chosen = {id(job) for job in taken}
         self._finals = deque(job for job in live if id(job) not in chosen)
         return taken

@@ -26,7 +26,7 @@ from websockets.http11 import Request, Response
 from models import Engine, EngineOptions, create_engine
 
 from .admin import ADMIN_PREFIX, authenticate, handle_admin, json_response
-from .calibrate import ANY_BATCH, calibrate_batching
+from .calibrate import ANY_BATCH, BatchPolicy, calibrate_batching
 from .keys import KeyRecord, KeyStore, KeyStoreError
 from .protocol import CLOSE_KEY_REVOKED, CLOSE_TOO_MANY_STREAMS, FEATURE_PAUSE, FEATURE_VOCABULARY
 from .scheduler import Scheduler, SchedulerOptions
@@ -159,6 +159,8 @@ class Worker:
     engine: Engine | None = None
     keys: KeyStore | None = None
     request_hook: RequestHook | None = None
+    #: how clips share engine calls; None: measured at start (``settings.calibrate``)
+    batch_policy: BatchPolicy | None = None
     #: create an admin key on first start when the key store has none (``notsound serve``)
     mint_admin: bool = True
     #: plaintext admin key minted on first start (shown once by ``run_serve``)
@@ -187,8 +189,8 @@ class Worker:
             await asyncio.to_thread(self.engine.load)
         if self.settings.warmup:
             await asyncio.to_thread(self.engine.warmup)
-        policy = ANY_BATCH
-        if self.settings.calibrate:
+        policy = self.batch_policy or ANY_BATCH
+        if self.batch_policy is None and self.settings.calibrate:
             policy = await asyncio.to_thread(calibrate_batching, self.engine, self.settings.max_batch)
         self._scheduler = Scheduler(self.engine, self.settings.scheduler_options(), policy)
         self._scheduler.start()

@@ -48,6 +48,8 @@ __all__ = ["StreamLimits", "StreamSession"]
 PARTIAL_BACKLOG = 4
 #: characters of a stream's recent finals given to the engine as context
 CONTEXT_CHARS = 200
+#: a frame this far (power ratio) under the utterance's loudest is silence: -20 dB
+QUIET_RATIO = 0.01
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,18 @@ class _Utterance:
         self.chunks: list[np.ndarray] = []
         self.samples = 0
         self.partial_at = 0
+        self.peak = 0.0  # mean power of the loudest frame so far
+        self.quiet = False  # the newest frame is silence next to the loudest
         #: (samples, future) of the final decode started by a ``pause``
         self.speculative: tuple[int, asyncio.Future] | None = None
+
+    def add(self, pcm: np.ndarray) -> None:
+        self.chunks.append(pcm)
+        self.samples += len(pcm)
+        if len(pcm):
+            power = float(np.mean(np.square(pcm, dtype=np.float64)))
+            self.peak = max(self.peak, power)
+            self.quiet = power < QUIET_RATIO * self.peak
 
     def drop_speculative(self) -> None:
         if self.speculative is not None:
@@ -125,6 +137,7 @@ class StreamSession:
         self.hello: Hello | None = None
         self.open: _Utterance | None = None
         self.owed: dict[int, asyncio.Task] = {}
+        self._last_delivery: asyncio.Task | None = None  # finals go out in the order they ended
         self._outbox: asyncio.Queue[Message | None] = asyncio.Queue()
         self._sender: asyncio.Task | None = None
         self._closing = False
@@ -246,11 +259,12 @@ class StreamSession:
                 code="rate_limited", close_code=CLOSE_RATE_LIMITED)
         if len(pcm):
             utt.drop_speculative()  # speech went on after the pause
-        utt.chunks.append(pcm)
-        utt.samples += len(pcm)
+        utt.add(pcm)
         self.audio_s += len(pcm) / SAMPLE_RATE
         interval = self.scheduler.partial_interval_s(utt.samples / SAMPLE_RATE)
-        if utt.samples - utt.partial_at >= interval * SAMPLE_RATE:
+        # A partial waits while the newest audio is silence: it could show no new word,
+        # and in the pause after the last one it would hold up the final's decode.
+        if utt.samples - utt.partial_at >= interval * SAMPLE_RATE and not utt.quiet:
             utt.partial_at = utt.samples
             self._request_partial(utt)
 
@@ -268,7 +282,8 @@ class StreamSession:
         previous = self.owed.pop(utt.utt, None)
         if previous is not None:  # the same number resent: only the newest counts
             previous.cancel()
-        self.owed[utt.utt] = asyncio.create_task(self._deliver_final(utt.utt, utt.start, end, future))
+        task = asyncio.create_task(self._deliver_final(utt.utt, utt.start, end, future, self._last_delivery))
+        self.owed[utt.utt] = self._last_delivery = task
 
     def _on_pause(self, msg: Pause) -> None:
         utt = self.open
@@ -326,7 +341,10 @@ class StreamSession:
             hints=self._hints(),
         )
 
-    async def _deliver_final(self, utt: int, start: float, end: float, future: asyncio.Future) -> None:
+    async def _deliver_final(self, utt: int, start: float, end: float, future: asyncio.Future,
+                             ahead: asyncio.Task | None) -> None:
+        """Send ``utt``'s final once decoded and once the final ended before it went out
+        (the scheduler may decode a later one first when it batches by length)."""
         try:
             result: Transcript = await future
         except asyncio.CancelledError:
@@ -337,6 +355,8 @@ class StreamSession:
             await self._fail("engine_failure", f"engine failed on utterance {utt}; reconnect and resend",
                              CLOSE_ENGINE_FAILURE)
             return
+        if ahead is not None and not ahead.done():
+            await asyncio.wait([ahead])  # sent, failed or cancelled: either way it is out of the way
         self._outbox.put_nowait(Caption(
             utt=utt, start=start, end=end, text=result.text, lang=result.lang,
             emotion=result.emotion, events=tuple(result.events),

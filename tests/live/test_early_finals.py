@@ -171,3 +171,44 @@ async def test_hello_vocabulary_reaches_the_engine_with_every_clip_of_the_stream
     assert client.ready is not None and "vocabulary" in client.ready.features
     assert len(finals) == 1
     assert worker.engine.hints and all(h.vocabulary == ("backpropagation", "ReLU") for h in worker.engine.hints)
+
+
+async def test_finals_decoded_out_of_order_by_length_still_reach_the_client_in_order(open_client):  # noqa: F811
+    from live.calibrate import BatchPolicy
+    from live.server import Worker
+    from models import EngineOptions, create_engine
+
+    from .conftest import worker_settings
+
+    engine = create_engine("fake", EngineOptions(model="per_call=0.3"))
+    policy = BatchPolicy(gain=1.25, max_waste=0.2, max_batch=16)  # batches only similar lengths
+    async with Worker(worker_settings(partial_every_s=1000), engine=engine, batch_policy=policy) as worker:
+        client = await open_client(worker)
+        lengths = (0.5, 3.0, 0.6, 2.9, 0.5)  # 0 runs alone; then 1 with 3, 2 with 4: 3 before 2
+        clips = [noise(seconds, i) for i, seconds in enumerate(lengths)]
+        for utt, pcm in enumerate(clips):
+            await client.client.send_utterance(utt, pcm)
+        finals = await client.wait_finals(len(clips))
+        assert [f.utt for f in finals] == list(range(len(clips)))
+        assert [f.text for f in finals] == [fake_text(p) for p in clips]
+        assert max(engine.calls) >= 2  # similar lengths did share calls
+
+
+async def test_no_partial_is_asked_for_while_the_newest_audio_is_silence(make_worker, open_client):  # noqa: F811
+    worker = await make_worker("per_call=0.0", partial_every_s=0.1)
+    client = await open_client(worker)
+    speech = [noise(0.1, seed) for seed in range(3)]
+    quiet = (noise(0.1, 99) // 200).astype(np.int16)  # -46 dB under the speech
+    await client.ws.send(encode(Start(utt=0, t=0.0)))
+    for frame in speech:  # a partial is due at every frame
+        await client.ws.send(frame.tobytes())
+    for _ in range(20):  # two seconds of pause after the speech: nothing new to show
+        await client.ws.send(quiet.tobytes())
+    whole = np.concatenate([*speech, *[quiet] * 20])
+    await client.ws.send(encode(Pause(utt=0, samples=len(whole))))
+    await client.until(lambda: any(p.text == fake_text(whole) for p in client.partials))  # the early final
+    partials = worker.engine.kinds.count("partial")
+    assert 1 <= partials <= len(speech)  # only while there was speech, none for the 20 quiet frames
+
+    await client.ws.send(noise(0.1, 7).tobytes())  # the lecturer goes on: partials again
+    await client.until(lambda: worker.engine.kinds.count("partial") > partials)

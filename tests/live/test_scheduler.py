@@ -334,7 +334,8 @@ async def test_partial_interval_is_the_base_cadence_while_the_engine_is_idle(mak
 
 
 async def test_partial_interval_stretches_to_the_cap_while_finals_are_backlogged(make_scheduler):
-    engine = fake("per_call=0.03")
+    # calls long against the loop's own gaps between them, so the engine reads as busy anywhere
+    engine = fake("per_call=0.1")
     base, cap = 0.5, 3.0
     scheduler = make_scheduler(engine, max_batch=1, partial_every_s=base, max_partial_slowdown=cap)
     futures = [scheduler.submit_final(noise(0.2, i)) for i in range(8)]
@@ -352,7 +353,7 @@ async def test_partial_interval_stretches_to_the_cap_while_finals_are_backlogged
 
 async def test_partial_interval_stretches_under_a_continuous_partial_backlog_but_never_past_the_cap(
         make_scheduler):
-    engine = fake("per_call=0.03")
+    engine = fake("per_call=0.1")  # long against the loop's gaps between calls on any machine
     base, cap = 0.4, 2.0
     scheduler = make_scheduler(engine, partial_every_s=base, max_partial_slowdown=cap)
     seen: list[float] = []

@@ -156,8 +156,7 @@ def throughput_part(engine: Engine, utterances: list[Utterance], *, streams: int
                                                      policy=policy if max_batch > 1 else ANY_BATCH)))
     one, batched = (max(runs[m], key=lambda r: r["audio_s_per_s"]) for m in (1, 16))
     return {"streams": streams, "utterances": streams * per_stream, "rounds": len(runs[1]),
-            "calibration": {"gain": round(policy.gain, 3), "max_batch": policy.max_batch,
-                            "max_padding": round(policy.max_waste, 3)},
+            "calibration": policy.describe(),
             "one_at_a_time": one,
             "batched": batched,
             "ratio": round(batched["audio_s_per_s"] / one["audio_s_per_s"], 3)}

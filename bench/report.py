@@ -127,7 +127,7 @@ def _batching_table(engines: dict) -> Table:
     t = Table(title="4. Batched (max_batch 16, calibrated policy) vs one at a time (max_batch 1), "
                     "4 streams as fast as possible")
     for col in ("engine", "one-at-a-time audio s/s", "batched audio s/s", "ratio", "largest batch",
-                "calibration gain / padding allowed"):
+                "calibration gain / call cost model"):
         t.add_column(col, justify="left" if col == "engine" else "right")
     for key, r in engines.items():
         b = r.get("batching")
@@ -145,7 +145,7 @@ def _calibration(c: dict | None) -> str:
         return "-"
     if c["max_batch"] <= 1:
         return f"{_f(c['gain'])}x / batching off"
-    return f"{_f(c['gain'])}x / {_f(c['max_padding'] * 100, 0, ' %')}"
+    return f"{_f(c['gain'])}x / {_f(c['call_overhead_s'], 3)} s + {_f(c['per_audio_second_s'], 3)} s per s"
 
 
 def _no_partials_table(engines: dict) -> Table:

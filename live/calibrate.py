@@ -69,20 +69,26 @@ class CostModel:
 
 @dataclass(frozen=True)
 class BatchPolicy:
-    """Which clips may share an engine call.
+    """Which clips may share an engine call, from a cost model measured on this machine.
+
+    An engine call of ``n`` clips padded to the longest, ``L`` seconds, costs
+    about ``overhead_s + per_second_s * n * L``; the same clips one at a time
+    cost ``n * overhead_s + per_second_s * (sum of their lengths)``. Clips share
+    a call only where the model says it is at least ``MIN_GAIN`` cheaper:
+    batching pays for short clips (the fixed cost of a call is amortised) and
+    not where padding would eat the saving.
 
     Attributes:
         gain: throughput of a batched call over the same clips one at a time,
-            measured on equal clips (1.0: batching buys nothing).
-        max_waste: most share of a batched call that may be padding (the
-            batch's clips padded to its longest one). A batch with waste ``w``
-            costs about ``1 / (1 - w)`` of the unpadded call, so it still wins
-            while ``w <= 1 - 1 / gain``.
+            measured at start on equal clips (1.0: batching buys nothing).
+        overhead_s: fixed engine seconds of one call.
+        per_second_s: engine seconds per second of (padded) audio.
         max_batch: most clips in one call (1: never batch).
     """
 
     gain: float
-    max_waste: float
+    overhead_s: float
+    per_second_s: float
     max_batch: int
 
     def fits(self, lengths: list[int]) -> bool:
@@ -91,32 +97,42 @@ class BatchPolicy:
             return True
         if len(lengths) > self.max_batch:
             return False
-        longest = max(lengths)
-        waste = 1.0 - sum(lengths) / (len(lengths) * longest) if longest else 0.0
-        return waste <= self.max_waste
+        if self.per_second_s <= 0.0:  # no cost model: anything the limits allow
+            return True
+        n, longest, total = len(lengths), max(lengths) / SAMPLE_RATE, sum(lengths) / SAMPLE_RATE
+        batched = self.overhead_s + self.per_second_s * n * longest
+        single = n * self.overhead_s + self.per_second_s * total
+        return batched * MIN_GAIN <= single
+
+    def describe(self) -> dict:
+        """For ``/health`` and the benchmark."""
+        return {"gain": round(self.gain, 3), "max_batch": self.max_batch,
+                "call_overhead_s": round(self.overhead_s, 4), "per_audio_second_s": round(self.per_second_s, 4)}
 
 
 #: batching everything the option limits allow (engines that do not pad, e.g. the fake one)
-ANY_BATCH = BatchPolicy(gain=1.0, max_waste=1.0, max_batch=1_000_000)
-NO_BATCHING = BatchPolicy(gain=1.0, max_waste=0.0, max_batch=1)
+ANY_BATCH = BatchPolicy(gain=1.0, overhead_s=0.0, per_second_s=0.0, max_batch=1_000_000)
+NO_BATCHING = BatchPolicy(gain=1.0, overhead_s=0.0, per_second_s=0.0, max_batch=1)
 
-#: batching must win by this much in the calibration to be used at all
+#: batching must win by this much (in the calibration, and as predicted for a batch) to be used
 MIN_GAIN = 1.05
 
 
 def calibrate_batching(engine: Engine, max_batch: int, clips: int = 4, clip_s: float = 3.0,
                        rounds: int = 2, clock: Callable[[], float] = time.perf_counter) -> BatchPolicy:
-    """Time ``clips`` equal clips one at a time and in one call; the faster way wins.
+    """Time ``clips`` equal clips one at a time and in one call, and fit the cost model.
 
-    Runs in the worker's start-up (a few engine seconds). Engines whose
-    ``pads_batches`` is False decode a batch clip by clip or do not pad, so
-    they keep :data:`ANY_BATCH` without a measurement.
+    With ``S`` for the clips one at a time and ``B`` for one call of all of
+    them, ``overhead = (S - B) / (clips - 1)`` and ``per_second = (B -
+    overhead) / (clips * clip_s)``. Runs in the worker's start-up (a few
+    engine seconds). Engines whose ``pads_batches`` is False decode a batch
+    clip by clip or do not pad, so they keep :data:`ANY_BATCH` unmeasured.
     """
     if max_batch <= 1:
         return NO_BATCHING
     if not getattr(engine, "pads_batches", False):
         return ANY_BATCH
-    n = min(clips, max_batch)
+    n = max(2, min(clips, max_batch))
     rng = np.random.default_rng(0)
     audio = [(rng.standard_normal(int(clip_s * SAMPLE_RATE)) * 300).astype(np.int16) for _ in range(n)]
     single = batched = float("inf")
@@ -129,11 +145,13 @@ def calibrate_batching(engine: Engine, max_batch: int, clips: int = 4, clip_s: f
         t2 = clock()
         single, batched = min(single, t1 - t0), min(batched, t2 - t1)
     gain = single / batched if batched > 0 else 1.0
+    overhead = max(0.0, (single - batched) / (n - 1))
+    per_second = max(batched - overhead, 1e-9) / (n * clip_s)
     if gain < MIN_GAIN:
-        policy = BatchPolicy(gain=gain, max_waste=0.0, max_batch=1)
+        policy = BatchPolicy(gain=gain, overhead_s=overhead, per_second_s=per_second, max_batch=1)
     else:
-        policy = BatchPolicy(gain=gain, max_waste=1.0 - 1.0 / gain, max_batch=max_batch)
+        policy = BatchPolicy(gain=gain, overhead_s=overhead, per_second_s=per_second, max_batch=max_batch)
     log.info("batching calibration: %d x %.1f s clips one at a time %.3f s, batched %.3f s "
-             "(gain %.2fx): %s", n, clip_s, single, batched, gain,
-             "batching off" if policy.max_batch == 1 else f"batch up to {policy.max_waste:.0%} padding")
+             "(gain %.2fx; a call costs %.3f s + %.3f s per audio second): %s", n, clip_s, single, batched,
+             gain, overhead, per_second, "batching off" if policy.max_batch == 1 else "batching where it pays")
     return policy

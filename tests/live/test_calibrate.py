@@ -65,13 +65,16 @@ def test_cost_model_counts_a_batched_call_per_clip():
     assert model.estimate(2.0) == pytest.approx(0.2)
 
 
-def test_batch_policy_fits_clips_only_while_their_padding_is_paid_for():
-    policy = BatchPolicy(gain=1.5, max_waste=0.3, max_batch=4)
-    assert policy.fits([16000])
-    assert policy.fits([16000, 16000, 16000])
-    assert policy.fits([16000, 8000])  # 25 % of the call is padding
-    assert not policy.fits([16000, 4000])  # 37.5 %
-    assert not policy.fits([16000] * 5)  # over max_batch
+#: a call costs 0.2 s plus 0.1 s per second of padded audio
+MODEL = BatchPolicy(gain=1.8, overhead_s=0.2, per_second_s=0.1, max_batch=4)
+
+
+def test_batch_policy_fits_clips_only_while_the_saved_overhead_pays_for_the_padding():
+    assert MODEL.fits([16000])
+    assert MODEL.fits([16000, 16000, 16000])  # 0.5 s batched against 0.9 s one at a time
+    assert MODEL.fits([16000, 8000])  # 0.4 s against 0.55 s
+    assert not MODEL.fits([160000, 16000])  # 2.2 s against 1.5 s: the padding costs more
+    assert not MODEL.fits([16000] * 5)  # over max_batch
     assert NO_BATCHING.fits([16000]) and not NO_BATCHING.fits([16000, 16000])
 
 
@@ -82,7 +85,9 @@ def test_calibration_turns_batching_on_when_a_batched_call_is_faster():
     single, batched = 4 * (0.3 + 0.1), 0.3 + 0.4
     assert policy.gain == pytest.approx(single / batched)
     assert policy.max_batch == 16
-    assert policy.max_waste == pytest.approx(1 - batched / single)
+    assert policy.overhead_s == pytest.approx(0.3)  # the engine's own cost model, recovered
+    assert policy.per_second_s == pytest.approx(0.05)
+    assert policy.fits([32000] * 4) and not policy.fits([20 * 16000, 16000])
 
 
 class BatchPenaltyEngine(PaddingEngine):
@@ -109,14 +114,13 @@ def test_engines_that_do_not_pad_batches_are_not_timed():
     assert calibrate_batching(engine, max_batch=1) is NO_BATCHING
 
 
-async def test_finals_of_very_different_lengths_are_not_batched_beyond_the_padding_policy(make_scheduler):  # noqa: F811
+async def test_finals_of_very_different_lengths_are_not_batched_where_padding_costs_more(make_scheduler):  # noqa: F811
     engine = fake()
-    policy = BatchPolicy(gain=1.25, max_waste=1 - 1 / 1.25, max_batch=16)
-    scheduler = make_scheduler(engine, policy=policy)
+    scheduler = make_scheduler(engine, policy=MODEL)
     clips = [noise(4.0, 1), noise(0.5, 2), noise(3.8, 3), noise(0.6, 4)]
     results = await asyncio.wait_for(asyncio.gather(*[scheduler.submit_final(c) for c in clips]), 5)
     assert [r.text for r in results] == [fake_text(c) for c in clips]
-    # 4.0 s goes with 3.8 s (2.5 % padding), then 0.5 s with 0.6 s (8 %); never long with short.
+    # 4.0 s goes with 3.8 s, then 0.5 s with 0.6 s; never long with short.
     assert engine.calls == [2, 2]
     assert engine.kinds == ["final"] * 4
 

@@ -181,10 +181,10 @@ async def test_finals_decoded_out_of_order_by_length_still_reach_the_client_in_o
     from .conftest import worker_settings
 
     engine = create_engine("fake", EngineOptions(model="per_call=0.3"))
-    policy = BatchPolicy(gain=1.25, max_waste=0.2, max_batch=16)  # batches only similar lengths
+    policy = BatchPolicy(gain=1.8, overhead_s=0.2, per_second_s=0.1, max_batch=16)  # similar lengths
     async with Worker(worker_settings(partial_every_s=1000), engine=engine, batch_policy=policy) as worker:
         client = await open_client(worker)
-        lengths = (0.5, 3.0, 0.6, 2.9, 0.5)  # 0 runs alone; then 1 with 3, 2 with 4: 3 before 2
+        lengths = (0.5, 3.0, 0.6, 2.9, 0.5)  # 0 runs alone; then 1 with 3 (and 2): 3 before 2
         clips = [noise(seconds, i) for i, seconds in enumerate(lengths)]
         for utt, pcm in enumerate(clips):
             await client.client.send_utterance(utt, pcm)

@@ -13,13 +13,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .folder import NOTES, SLIDES, SUMMARY, TRANSCRIPT, Final, list_sessions, read_finals, read_meta
+from .folder import (
+    NOTES,
+    SLIDES,
+    SUMMARY,
+    TRANSCRIPT,
+    Final,
+    caption_language,
+    list_sessions,
+    read_finals,
+    read_meta,
+)
 
 __all__ = ["SessionInfo", "session_info", "history", "format_tsv", "format_json", "render_table",
            "count_words", "fmt_duration"]
@@ -118,15 +127,8 @@ def _first_words(finals: Sequence[Final]) -> str:
 
 
 def _language(finals: Sequence[Final], meta: dict[str, Any]) -> str:
-    votes: Counter[str] = Counter()
-    for final in finals:
-        code = final.lang.lower().split("-")[0]
-        if code and code not in ("auto", "nospeech", "unk", "unknown"):
-            votes[code] += max(1, len(final.text))
-    if votes:
-        return votes.most_common(1)[0][0]
     asked = meta.get("language")
-    return asked if isinstance(asked, str) and asked != "auto" else ""
+    return caption_language(finals) or (asked if isinstance(asked, str) and asked != "auto" else "")
 
 
 def _started(folder: Path, meta: dict[str, Any]) -> dt.datetime | None:

@@ -11,6 +11,8 @@ import json
 import logging
 import math
 import os
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +184,16 @@ class TranscriptReader:
             if final is not None and final.utt not in self._seen:
                 self._seen.add(final.utt)
                 out.append(final)
+
+
+def caption_language(finals: Iterable[Final]) -> str:
+    """The language most of the captions' text is labelled with ("" when none is labelled)."""
+    votes: Counter[str] = Counter()
+    for final in finals:
+        code = final.lang.lower().split("-")[0]
+        if code and code not in ("auto", "nospeech", "unk", "unknown"):
+            votes[code] += max(1, len(final.text))
+    return votes.most_common(1)[0][0] if votes else ""
 
 
 def read_finals(path: Path | str) -> list[Final]:

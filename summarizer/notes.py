@@ -41,6 +41,7 @@ from .notes_doc import (
     save_state,
     write_notes,
 )
+from .notices import Notices
 from .prompts import Part, deck_glossary, notes_messages, prompt_tokens
 from .settings import LLMSettings, NotesSettings, no_key_help
 from .transcript import (
@@ -98,8 +99,7 @@ class NotesTask:
         self.usage = Usage()
         self.requests = 0
         self._key = api_key
-        self._notify = notify
-        self._told: set[str] = set()
+        self._notices = Notices(notify)
         self._reader = TranscriptReader(self.session_dir / TRANSCRIPT)
         self._finals: list[Final] = []
         self._pending: list[Final] = []
@@ -134,7 +134,7 @@ class NotesTask:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and update until ``stop`` is set; never raises for LLM or file trouble."""
         if self.mode == "extractive":
-            self._tell("nokey", "LLM notes are off (no API key): notes.md keeps an outline; "
+            self._notices.tell("nokey", "LLM notes are off (no API key): notes.md keeps an outline; "
                                 "set DEEPSEEK_API_KEY or NOTSOUND_LLM_API_KEY")
         try:
             while not stop.is_set():
@@ -145,7 +145,7 @@ class NotesTask:
                     pass
         except Exception:
             log.exception("notes task failed")
-            self._tell("crash", "notes stopped after an unexpected error (see the log); captions continue")
+            self._notices.tell("crash", "notes stopped after an unexpected error (see the log); captions continue")
 
     async def flush(self) -> None:
         """Bring the notes up to date with everything journaled (end of the lecture)."""
@@ -213,24 +213,11 @@ class NotesTask:
             return self.settings.language
         return guess_language(self._finals)
 
-    def _tell(self, kind: str, message: str) -> None:
-        if kind in self._told:
-            return
-        self._told.add(kind)
-        if self._notify is None:
-            log.warning("%s", message)
-            return
-        log.info("%s", message)
-        try:
-            self._notify(message)
-        except Exception:
-            log.exception("notify callback failed")
-
     # -- extractive ----------------------------------------------------------------
 
     def _extractive_step(self, final: bool) -> bool:
         if self._off:
-            self._tell("keep", f"{self._off}; set a key to continue them")
+            self._notices.tell("keep", f"{self._off}; set a key to continue them")
             return False
         if not self._pending or (not final and speech_seconds(self._pending) < self.settings.every_s):
             return False
@@ -331,12 +318,12 @@ class NotesTask:
     def _failed(self, exc: LLMError) -> None:
         if isinstance(exc, LLMFatalError):
             self._off = str(exc)
-            self._tell("fatal", f"LLM notes stopped for this session: {exc}. Captions continue.")
+            self._notices.tell("fatal", f"LLM notes stopped for this session: {exc}. Captions continue.")
             return
         self._failures += 1
         wait = min(self.settings.retry_s * 2 ** (self._failures - 1), max(self.settings.retry_s, self.settings.every_s))
         self._retry_at = time.monotonic() + wait
-        self._tell("transient", f"LLM notes are behind ({exc}); retrying every {wait:.0f} s or so")
+        self._notices.tell("transient", f"LLM notes are behind ({exc}); retrying every {wait:.0f} s or so")
         log.info("notes update failed (%s); next try in %.0f s", exc, wait)
 
 
@@ -396,7 +383,7 @@ async def run_notes(
         finally:
             watcher.cancel()
     elif task.mode == "extractive" and not task.stopped_reason:
-        task._tell("nokey", f"LLM notes are off, notes.md gets an extractive outline: {no_key_help()}")
+        task._notices.tell("nokey", f"LLM notes are off, notes.md gets an extractive outline: {no_key_help()}")
     await task.flush()
     if task.stopped_reason and task.mode == "extractive":
         raise NoAPIKeyError(f"{task.stopped_reason}; to continue them: {no_key_help()}")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from library.folder import Final, TranscriptReader, read_finals
+from library.folder import Final, TranscriptReader, caption_language, read_finals
 
 __all__ = [
     "Final",
@@ -63,13 +62,9 @@ def estimate_tokens(text: str) -> int:
 
 def guess_language(finals: Sequence[Final]) -> str:
     """The lecture's language: the most common caption ``lang``, else by CJK share."""
-    votes: Counter[str] = Counter()
-    for final in finals:
-        code = final.lang.lower().split("-")[0]
-        if code and code not in ("auto", "nospeech", "unk", "unknown"):
-            votes[code] += max(1, len(final.text))
-    if votes:
-        return votes.most_common(1)[0][0]
+    labelled = caption_language(finals)
+    if labelled:
+        return labelled
     text = "".join(f.text for f in finals)
     letters = sum(1 for ch in text if ch.isalpha())
     if letters and len(_CJK.findall(text)) / letters > 0.3:

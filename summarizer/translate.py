@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .client import LLMClient, Usage
 from .errors import LLMError, LLMFatalError
+from .notices import Notices
 from .prompts import caption_turn, numbered_reply, parse_numbered, translate_system
 from .settings import LLMSettings, no_key_help
 from .transcript import estimate_tokens, read_finals
@@ -110,9 +111,8 @@ class Translator:
         self.overflow = 0  # finals left for a later run because the queue was full
         self.system = translate_system(self.target, glossary)
         self._key = api_key
-        self._notify, self._on_translation, self._on_partial, self._on_lag = (
-            notify, on_translation, on_partial, on_lag)
-        self._told: set[str] = set()
+        self._notices = Notices(notify)
+        self._on_translation, self._on_partial, self._on_lag = on_translation, on_partial, on_lag
         self._off: str | None = None if api_key else "no LLM API key"
         self._client: LLMClient | None = None
         self._live: deque[_Item] = deque()
@@ -152,7 +152,7 @@ class Translator:
     async def run(self, stop: asyncio.Event) -> None:
         """Translate until ``stop`` is set, then for at most ``drain_s`` more; never raises."""
         if self._off:
-            self._tell("off", f"translation is off: {no_key_help()}. Captions continue.")
+            self._notices.tell("off", f"translation is off: {no_key_help()}. Captions continue.")
             return
         try:
             # openai's first import takes a while: not on the event loop that carries the captions
@@ -163,7 +163,7 @@ class Translator:
                 await asyncio.wait_for(self._loop(None), self.settings.drain_s)
         except Exception:
             log.exception("translation task failed")
-            self._tell("crash", "translation stopped after an unexpected error (see the log); captions continue")
+            self._notices.tell("crash", "translation stopped after an unexpected error (see the log); captions continue")
         finally:
             await self.aclose()
         left = len(self._live) + len(self._backlog) + len(self._busy)
@@ -188,7 +188,7 @@ class Translator:
             dropped = self._live.popleft()
             self._known.discard(dropped.utt)
             self.overflow += 1
-            self._tell("overflow", f"translation is {self.settings.max_queue} captions behind; "
+            self._notices.tell("overflow", f"translation is {self.settings.max_queue} captions behind; "
                        "the oldest are left for the next run of this session")
         text = " ".join(caption.text.split())[:_MAX_CAPTION]
         self._live.append(_Item(caption.utt, text, caption.lang or "", time.monotonic(), True))
@@ -322,7 +322,7 @@ class Translator:
             append_translations(self.path, rows)
         except OSError as exc:  # shown anyway; a later run translates them again
             log.warning("cannot write %s: %s", self.path, exc)
-            self._tell("write", f"cannot write {self.path}: {exc.strerror}; translations are shown only")
+            self._notices.tell("write", f"cannot write {self.path}: {exc.strerror}; translations are shown only")
         for row in rows:
             self._call(self._on_translation, row)
 
@@ -331,11 +331,11 @@ class Translator:
             self._off = str(exc)
             self._live.clear()
             self._backlog.clear()
-            self._tell("fatal", f"translation stopped for this session: {exc}. Captions continue.")
+            self._notices.tell("fatal", f"translation stopped for this session: {exc}. Captions continue.")
             self._lag_changed()
             return
         self._failures += 1
-        self._tell("transient", f"translation is behind ({exc}); retrying")
+        self._notices.tell("transient", f"translation is behind ({exc}); retrying")
         log.info("translation request failed (%s)", exc)
 
     # -- callbacks ---------------------------------------------------------------------
@@ -343,16 +343,6 @@ class Translator:
     def _lag_changed(self) -> None:
         if self._on_lag is not None:
             self._call(self._on_lag, self.lag)
-
-    def _tell(self, kind: str, message: str) -> None:
-        if kind in self._told:
-            return
-        self._told.add(kind)
-        if self._notify is None:
-            log.warning("%s", message)
-            return
-        log.info("%s", message)
-        self._call(self._notify, message)
 
     @staticmethod
     def _call(callback: Callable[..., None] | None, *args: object) -> None:

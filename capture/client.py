@@ -38,6 +38,7 @@ from live.protocol import (
     ProtocolError,
     Ready,
     Start,
+    clean_vocabulary,
     decode_worker,
     encode,
 )
@@ -243,7 +244,7 @@ class StreamClient:
 
     async def _session(self, ws: ClientConnection, stop: asyncio.Event) -> None:
         await ws.send(encode(Hello(session=self.options.session, language=self.options.language,
-                                   vocabulary=self.options.vocabulary)))
+                                   vocabulary=clean_vocabulary(self.options.vocabulary))))
         first = decode_worker(await asyncio.wait_for(ws.recv(), self.options.open_timeout_s))
         if isinstance(first, Error):
             raise _FatalClose(f"worker refused the stream: {first.message}")

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .folder import Final, require_finals
+from .folder import Final, fmt_clock, require_finals
 from .history import fmt_duration, session_info
 
 __all__ = ["FORMATS", "SubtitleOptions", "Cue", "build_cues", "wrap_lines", "to_subtitles",
@@ -365,7 +365,7 @@ def to_transcript(finals: Sequence[Final], fmt: str, *, title: str = "", subtitl
     paragraphs = _paragraphs(finals, gap_s, max_paragraph_s)
     if fmt == "txt":
         head = [title, ""] if title else []
-        body = [f"[{fmt_duration(t)}] {text}" for t, text, _ in paragraphs]
+        body = [f"[{fmt_clock(t)}] {text}" for t, text, _ in paragraphs]
         return "\n".join(head + ["\n\n".join(body)]).strip() + "\n"
     head = [f"# {_md(title)}", ""] if title else []
     if subtitle:
@@ -375,7 +375,7 @@ def to_transcript(finals: Sequence[Final], fmt: str, *, title: str = "", subtitl
         if slide_labels and slide is not None and slide != shown and slide in slide_labels:
             body.append(f"## {_md(slide_labels[slide])}")
             shown = slide
-        body.append(f"**[{fmt_duration(t)}]** {_md(text)}")
+        body.append(f"**[{fmt_clock(t)}]** {_md(text)}")
     return "\n".join(head + ["\n\n".join(body)]).strip() + "\n"
 
 

@@ -45,6 +45,7 @@ from .journal import (
     caption_language,
     decode_final,
     encode_final,
+    fmt_clock,
     read_finals,
 )
 from .translations import TRANSLATIONS, Translation, append_translations, read_translations
@@ -69,6 +70,7 @@ __all__ = [
     "TranscriptReader",
     "read_finals",
     "caption_language",
+    "fmt_clock",
     "require_finals",
     "Journal",
     "read_meta",

@@ -188,16 +188,19 @@ class LectureIndex:
         """Run ``action``; if the file turns out to be damaged, start a fresh index (filled
         from the session folders when ``refill``) and run it again."""
         try:
-            return action()
-        except sqlite3.DatabaseError as exc:
-            if not is_corruption(exc):
-                raise
-            self._db.close()
-            self._discard(str(exc), "corrupt")
-            self._db = self._connect()
-            if refill:
-                self._update()
-            return action()
+            try:
+                return action()
+            except sqlite3.DatabaseError as exc:
+                if not is_corruption(exc):
+                    raise
+                self._db.close()
+                self._discard(str(exc), "corrupt")
+                self._db = self._connect()
+                if refill:
+                    self._update()
+                return action()
+        except sqlite3.Error as exc:  # full disk, read-only, locked past the busy timeout
+            raise IndexUnavailableError(f"search index {self.path}: {exc}") from None
 
     # -- updating ------------------------------------------------------------
 

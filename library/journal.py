@@ -186,6 +186,13 @@ class TranscriptReader:
                 out.append(final)
 
 
+def fmt_clock(seconds: float) -> str:
+    """A time in the lecture as ``mm:ss`` (``h:mm:ss`` from an hour on), truncated: the
+    second a caption started in, the same everywhere it is shown or cited."""
+    hours, rem = divmod(max(0, int(seconds)), 3600)
+    return f"{hours}:{rem // 60:02d}:{rem % 60:02d}" if hours else f"{rem // 60:02d}:{rem % 60:02d}"
+
+
 def caption_language(finals: Iterable[Final]) -> str:
     """The language most of the captions' text is labelled with ("" when none is labelled)."""
     votes: Counter[str] = Counter()

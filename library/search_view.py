@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
-from .folder import DEFAULT_OUT, FolderError, resolve_session
+from .folder import DEFAULT_OUT, FolderError, fmt_clock, resolve_session
 from .index import INDEX_NAME, UpdateStats, open_index
 from .search import Hit, parse_since
 
@@ -39,10 +39,7 @@ class SearchUsageError(FolderError):
 
 def clock(seconds: float | None) -> str:
     """``mm:ss`` (``h:mm:ss`` from an hour on); ``--:--`` when there is no time."""
-    if seconds is None:
-        return "--:--"
-    hours, rem = divmod(max(0, int(seconds)), 3600)
-    return f"{hours}:{rem // 60:02d}:{rem % 60:02d}" if hours else f"{rem // 60:02d}:{rem % 60:02d}"
+    return "--:--" if seconds is None else fmt_clock(seconds)
 
 
 def _label(hit: Hit) -> str:

@@ -58,7 +58,7 @@ def read_translations(session_dir: Path | str, lang: str | None = None) -> dict[
         lang = rows[-1].lang
     out: dict[int, Translation] = {}
     for row in rows:
-        if row.lang == lang:
+        if lang is not None and row.lang.lower() == lang.lower():  # zh-TW is stored as zh-tw
             out.setdefault(row.utt, row)
     return out
 

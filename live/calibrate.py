@@ -16,13 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models import Engine
+from models import SAMPLE_RATE, Engine
 
 __all__ = ["CostModel", "BatchPolicy", "calibrate_batching", "NO_BATCHING", "ANY_BATCH"]
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
 
 
 class CostModel:
@@ -130,7 +128,7 @@ def calibrate_batching(engine: Engine, max_batch: int, clips: int = 4, clip_s: f
     """
     if max_batch <= 1:
         return NO_BATCHING
-    if not getattr(engine, "pads_batches", False):
+    if not engine.pads_batches:
         return ANY_BATCH
     n = max(2, min(clips, max_batch))
     rng = np.random.default_rng(0)

@@ -23,13 +23,16 @@ without the feature rejects the unknown message type). Features:
   final (no second decode); when audio follows instead (speech resumed), the
   speculative decode is dropped. ``K`` must equal the samples the worker has
   for N (error ``bad_pause`` otherwise). Sending ``pause`` again after more
-  audio is fine; at most one is outstanding per utterance.
+  audio is fine; at most one is outstanding per utterance. The worker may
+  ignore a pause (no error): it starts at most 8 early decodes an utterance,
+  each after at least 0.5 s of new audio; the final then comes as without it.
 - ``"vocabulary"`` (recognition hints): ``hello`` may carry
   ``"vocabulary": ["term", ...]`` (at most ``MAX_VOCABULARY`` terms of at
   most ``MAX_TERM`` characters, e.g. from the lecture's slides). A worker
-  that offers the feature gives them to engines that take hints (whisper
-  hotwords); a v1 worker without it ignores the field, so a client may always
-  send it and learns from ``ready`` whether it is used.
+  that offers the feature (it does when its engine takes hints: whisper
+  hotwords, not SenseVoice) passes them to the engine; a worker without it
+  ignores the field, so a client may always send it and learns from
+  ``ready`` whether it is used.
 
 Close codes (WebSocket close frames sent by the worker):
 
@@ -57,6 +60,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,6 +95,7 @@ __all__ = [
     "FEATURE_VOCABULARY",
     "MAX_VOCABULARY",
     "MAX_TERM",
+    "clean_vocabulary",
     "FEATURES",
     "Partial",
     "Caption",
@@ -479,6 +484,23 @@ def _short_strings(obj: dict, key: str, max_items: int, max_len: int = MAX_CODE)
     if not all(isinstance(e, str) and len(e) <= max_len for e in items):
         raise ProtocolError(f"field {key!r} must hold strings of at most {max_len} characters", code="bad_field")
     return tuple(items)
+
+
+def clean_vocabulary(terms: Iterable[object]) -> tuple[str, ...]:
+    """The terms a worker accepts in ``hello.vocabulary``, in order: stripped, printable,
+    non-blank, at most ``MAX_TERM`` characters, no repeats, at most ``MAX_VOCABULARY``."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for term in terms:
+        if not isinstance(term, str):
+            continue
+        term = term.strip()
+        if term and len(term) <= MAX_TERM and term.isprintable() and term not in seen:
+            seen.add(term)
+            out.append(term)
+            if len(out) == MAX_VOCABULARY:
+                break
+    return tuple(out)
 
 
 def _vocabulary(obj: dict) -> tuple[str, ...]:

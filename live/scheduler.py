@@ -105,7 +105,7 @@ class Scheduler:
         self.options = options or SchedulerOptions()
         self.policy = policy
         self.stats = SchedulerStats()
-        self.costs = {"final": CostModel(), "partial": CostModel()}
+        self.costs = {"partial": CostModel()}
         self._finals: deque[_Final] = deque()
         self._partials: dict[Hashable, _Partial] = {}
         self._wake = asyncio.Event()
@@ -179,7 +179,8 @@ class Scheduler:
         one utterance take at most ``partial_share`` of the engine.
         """
         o = self.options
-        busy = max(self._busy_ema, 1.0) if self.queued_finals else self._busy_ema
+        waiting = any(not job.future.done() for job in self._finals)
+        busy = max(self._busy_ema, 1.0) if waiting else self._busy_ema
         # Up to 60 % busy is fine; beyond it stretch linearly up to the cap.
         stretch = 1.0 + max(0.0, busy - 0.6) / 0.4 * (o.max_partial_slowdown - 1.0)
         interval = o.partial_every_s * min(stretch, o.max_partial_slowdown)
@@ -271,7 +272,7 @@ class Scheduler:
             busy = ended - started
             self._busy_ema = 0.7 * self._busy_ema + 0.3 * (busy / max(busy + idle, 1e-6))
             self._last_idle_at = ended
-            if ok:
+            if ok and kind == "partial":  # what bounds partial calls and their cadence
                 self.costs[kind].add(seconds, busy)
             self.stats.engine_calls += 1
             self.stats.engine_seconds += busy

@@ -283,7 +283,8 @@ class Worker:
     @property
     def features(self) -> tuple[str, ...]:
         """Optional protocol features this worker offers in ``ready``."""
-        return ((FEATURE_PAUSE,) if self.settings.early_finals else ()) + (FEATURE_VOCABULARY,)
+        hints = self.engine is not None and self.engine.takes_hints
+        return ((FEATURE_PAUSE,) if self.settings.early_finals else ()) + ((FEATURE_VOCABULARY,) if hints else ())
 
     def health(self) -> dict[str, Any]:
         assert self.engine is not None and self._scheduler is not None

@@ -50,6 +50,10 @@ PARTIAL_BACKLOG = 4
 CONTEXT_CHARS = 200
 #: a frame this far (power ratio) under the utterance's loudest is silence: -20 dB
 QUIET_RATIO = 0.01
+#: early decodes of one utterance at most, and the new audio each needs after the last:
+#: a pause costs a final-priority decode, so a client cannot buy them with 2-byte frames
+MAX_EARLY_DECODES = 8
+EARLY_DECODE_GAP_S = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,8 @@ class _Utterance:
         self.quiet = False  # the newest frame is silence next to the loudest
         #: (samples, future) of the final decode started by a ``pause``
         self.speculative: tuple[int, asyncio.Future] | None = None
+        self.early_decodes = 0
+        self.early_at = 0  # samples when the last early decode started
 
     def add(self, pcm: np.ndarray) -> None:
         self.chunks.append(pcm)
@@ -296,6 +302,11 @@ class StreamSession:
                                 code="bad_pause")
         if utt.speculative is not None and utt.speculative[0] == utt.samples:
             return  # already decoding exactly this audio
+        if utt.early_decodes and (utt.early_decodes >= MAX_EARLY_DECODES
+                                  or utt.samples - utt.early_at < EARLY_DECODE_GAP_S * SAMPLE_RATE):
+            return  # too many or too soon: the final is decoded at the end as without the feature
+        utt.early_decodes += 1
+        utt.early_at = utt.samples
         utt.drop_speculative()
         future = self.scheduler.submit_final(utt.audio(), self.language, self._hints())
         utt.speculative = (utt.samples, future)

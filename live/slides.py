@@ -67,6 +67,10 @@ async def open_live_deck(session_dir: Path, path: Path | None,
         notice(f"slides not used: {exc}")
         log.warning("slides not used: %s", exc)
         return None
+    except Exception:  # boundary: a deck the readers did not foresee never stops captioning
+        log.exception("slides not used: reading the deck failed")
+        notice("slides not used: the deck could not be read (details in the log with -v)")
+        return None
     if deck is not None:
         log.info("slides: %s", deck.label)
     return deck

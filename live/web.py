@@ -51,7 +51,7 @@ STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
 MAX_TARGET = 1024  # longest request target (path and query) accepted
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-       "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+       "img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
                     ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"),
                     ("Cross-Origin-Opener-Policy", "same-origin"),
@@ -378,7 +378,7 @@ def _read_notes(path: Path, limit: int) -> str:
 def _feed_query(params: dict[str, list[str]]) -> tuple[int | None, str | None]:
     since = params.get("since", [""])[0]
     session = params.get("session", [""])[0][:200] or None
-    return (int(since) if since.isdigit() and len(since) < 10 else None), session
+    return (int(since) if since.isascii() and since.isdigit() and len(since) < 10 else None), session
 
 
 def lan_address() -> str:

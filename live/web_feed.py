@@ -50,7 +50,7 @@ class FeedLimits:
     max_lag: int = 256
     batch: int = 64
     max_text_chars: int = 4000
-    max_notes_bytes: int = 1 << 20
+    max_notes_bytes: int = 256 << 10
 
     def __post_init__(self) -> None:
         for name in ("max_viewers", "max_lag", "batch", "max_text_chars", "max_notes_bytes"):

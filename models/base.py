@@ -133,6 +133,8 @@ class Engine(abc.ABC):
     #: True when one call decodes its clips together, padded to the longest; the worker
     #: then measures at start whether batching pays on its machine (``live.calibrate``)
     pads_batches: bool = False
+    #: True when :class:`DecodeHints` change what the engine decodes (prompt, hotwords)
+    takes_hints: bool = False
 
     def __init__(self, options: EngineOptions | None = None):
         self.options = options or EngineOptions()

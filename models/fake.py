@@ -41,6 +41,7 @@ def fake_text(audio: np.ndarray) -> str:
 
 class FakeEngine(Engine):
     name = "fake"
+    takes_hints = True  # records them, for the tests of what reaches an engine
 
     def __init__(self, options: EngineOptions | None = None):
         super().__init__(options)

@@ -190,6 +190,7 @@ class WhisperEngine(Engine):
     """faster-whisper on CPU or CUDA; one :class:`Transcript` per clip, no emotion or events."""
 
     name = "whisper"
+    takes_hints = True  # initial_prompt and hotwords
 
     def __init__(self, options: EngineOptions | None = None):
         super().__init__(options)

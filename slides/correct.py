@@ -48,7 +48,8 @@ PROTECT_ZIPF = 2.5
 JOIN_MAX_ZIPF = 3.0
 MAX_WINDOW = 3
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z'’]*")
+#: a word: letters of any script (so "Schrödinger" is one word, never "Schr" + "dinger")
+_WORD = re.compile(r"[^\W\d_][^\W\d_'’]*")
 _JOINER = re.compile(r"^[ \-]?$")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
@@ -102,7 +103,10 @@ class Corrector:
 
     def __init__(self, terms: Iterable[str], deck_words: Iterable[str] = ()):
         clean = clean_terms(terms)
-        self.latin = [self._term(t) for t in clean if not is_cjk(t) and len(_letters(t)) >= 3]
+        # Terms with digits ("GPT-4", "ResNet-50") are left to the recognizer's hints: their
+        # letters alone would match "gpt" in "gpt 3.5" and turn it into another version.
+        self.latin = [self._term(t) for t in clean if not is_cjk(t) and len(_letters(t)) >= 3
+                      and not any(ch.isdigit() for ch in t)]
         self.chinese = sorted((t for t in clean if is_cjk(t) and _CJK_RUN.fullmatch(t) and len(t) >= 2),
                               key=len, reverse=True)
         # "Convolutional" makes "convolutional" correct, but "ReLU" does not make "relu" correct
@@ -157,9 +161,11 @@ class Corrector:
             window = tokens[i:i + n]
             if any(not _JOINER.match(text[a.end():b.start()]) for a, b in zip(window, window[1:], strict=False)):
                 continue
+            words = [m.group() for m in window]
+            if not all(w.isascii() for w in words):
+                continue  # words of other Latin alphabets are never rewritten into deck terms
             start, end = window[0].start(), window[-1].end()
             original = text[start:end]
-            words = [m.group() for m in window]
             for term in self.latin:
                 kind = self._match(original, words, term)
                 if kind == "same":

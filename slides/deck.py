@@ -117,6 +117,8 @@ def deck_from_dict(data: object) -> Deck:
     name, digest, items = data.get("source_name"), data.get("sha256"), data.get("slides")
     if not isinstance(name, str) or not isinstance(digest, str) or not isinstance(items, list):
         raise DeckError("deck data lacks source_name, sha256 or slides")
+    if not items:
+        raise DeckError("deck data has no slides")
     if len(items) > MAX_SLIDES:
         raise DeckError(f"deck data has {len(items)} slides, more than {MAX_SLIDES}")
     slides = []

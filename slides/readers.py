@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from .deck import MAX_SLIDES, clean_text
+from .deck import MAX_DECK_CHARS, MAX_FIELD_CHARS, MAX_SLIDES, clean_text
 from .errors import DeckError
 
 __all__ = ["read_pptx", "read_pdf", "read_text", "split_text"]
@@ -65,7 +66,9 @@ def read_pptx(path: Path) -> list[Item]:
     except DeckError:
         raise
     except (PackageNotFoundError, KeyError, ValueError, AttributeError, TypeError, SyntaxError,
-            zipfile.BadZipFile) as exc:  # lxml's XMLSyntaxError is a SyntaxError
+            zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+        # lxml's XMLSyntaxError is a SyntaxError; an encrypted or oddly compressed zip member
+        # raises RuntimeError or NotImplementedError
         raise DeckError(f"{path.name} is not a readable .pptx file ({type(exc).__name__}: "
                         f"{str(exc)[:120]}): save it again from PowerPoint") from None
 
@@ -91,7 +94,8 @@ def _position(shape) -> tuple[int, int]:
 
 def _shapes_text(shapes, skip: set[int]) -> Iterator[str]:
     """Text of ``shapes`` top to bottom, then left to right; groups in place, recursively."""
-    from pptx.enum.shapes import MSO_SHAPE_TYPE, PP_PLACEHOLDER
+    from pptx.enum.shapes import PP_PLACEHOLDER
+    from pptx.shapes.group import GroupShape
 
     furniture = {PP_PLACEHOLDER.SLIDE_NUMBER, PP_PLACEHOLDER.DATE, PP_PLACEHOLDER.FOOTER}
     for shape in sorted(shapes, key=_position):
@@ -99,11 +103,13 @@ def _shapes_text(shapes, skip: set[int]) -> Iterator[str]:
             continue
         if shape.is_placeholder and shape.placeholder_format.type in furniture:
             continue
-        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+        # By class, not shape_type: python-pptx raises on shape_type for ink and other
+        # shapes it does not model; those hold no text we can read and are skipped.
+        if isinstance(shape, GroupShape):
             yield from _shapes_text(shape.shapes, skip)
-        elif getattr(shape, "has_table", False) and shape.has_table:
+        elif getattr(shape, "has_table", False):
             yield _table_text(shape.table)
-        elif shape.has_text_frame:
+        elif getattr(shape, "has_text_frame", False):
             yield shape.text_frame.text
 
 
@@ -135,7 +141,13 @@ def read_pdf(path: Path) -> list[Item]:
         count = len(document)
         if count > MAX_SLIDES:
             raise _too_many(path.name, count, "pages")
-        pages = [_pdf_page_text(document, i) for i in range(count)]
+        pages, chars = [], 0
+        for i in range(count):  # bounded as it is read: compressed streams can expand hugely
+            pages.append(_pdf_page_text(document, i))
+            chars += sum(len(line) for line in pages[-1])
+            if chars > MAX_DECK_CHARS:
+                raise DeckError(f"{path.name} holds more than {MAX_DECK_CHARS:,} characters of text: "
+                                "not a lecture deck we can use")
     except pdfium.PdfiumError as exc:
         raise DeckError(f"{path.name}: a page could not be read (corrupt PDF?): {exc}") from None
     finally:
@@ -154,7 +166,7 @@ def _pdf_page_text(document, index: int) -> list[str]:
     try:
         textpage = page.get_textpage()
         try:
-            text = textpage.get_text_range()
+            text = textpage.get_text_range(0, min(textpage.count_chars(), 2 * MAX_FIELD_CHARS))
         finally:
             textpage.close()
     finally:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from library.folder import NOTES, SUMMARY, Final, TranscriptReader, session_ended
+from library.index import INDEX_NAME
 from slides.store import load_session_deck
 
 from .ask_cite import Spans, check_citations, withhold
@@ -224,8 +225,11 @@ class LectureChat:
     def _passages(self, question: str, finals: Sequence[Final]) -> str:
         s = self.settings
         where = {f.utt: i for i, f in enumerate(finals)}
+        # The library's index when the session lives in one (a folder given by path elsewhere
+        # gets no index file next to it); else its captions matched directly.
         hits = search_captions(self.folder.parent, question, lambda: {self.folder.name: finals},
-                               session=self.folder.name, limit=s.passages)
+                               session=self.folder.name, limit=s.passages,
+                               index=(self.folder.parent / INDEX_NAME).is_file())
         wanted = [i for t in time_mentions(question) for i, f in enumerate(finals) if abs(f.start - t) <= AROUND_S]
         if not session_ended(self.folder):
             wanted += [i for i, f in enumerate(finals) if f.start >= finals[-1].end - s.recent_s]

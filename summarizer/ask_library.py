@@ -76,6 +76,8 @@ async def ask_library(
     key = require_key(api_key)
     question = check_question(question, settings)
     out = Path(out).expanduser() if out else DEFAULT_OUT
+    if not out.is_dir():  # never make a lectures folder (and an index in it) for a mistyped --out
+        raise NothingToAskError(f"no lectures folder {out}: pass --out DIR")
     blocks, finals = _passages(out, question, settings)
     if not blocks:
         raise NothingToAskError(f"no lecture under {out} mentions the words of this question")

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: single-word searches per question, at most
 MAX_TERMS = 6
+#: terms of the question searched together at most
+MAX_JOINED = 32
 _RRF_K = 10
 _TIME_WORD = re.compile(r"\b(?:\d{1,2}:)?\d{1,3}:\d{2}\b")
 
@@ -53,7 +55,8 @@ def _fuse(rankings: Iterable[tuple[float, Sequence[tuple[str, int]]]], limit: in
 def _index_search(out: Path, terms: list[str], session: str | None, limit: int) -> list[tuple[str, int]]:
     from library.index import open_index
 
-    queries = [(2.0, " ".join(terms))] + [(1.0, t) for t in terms[:MAX_TERMS]] if len(terms) > 1 else [(1.0, terms[0])]
+    together = " ".join(terms[:MAX_JOINED])  # a long question: its first terms (the index takes 128)
+    queries = [(2.0, together)] + [(1.0, t) for t in terms[:MAX_TERMS]] if len(terms) > 1 else [(1.0, terms[0])]
     rankings = []
     with open_index(out=out) as index:
         index.update()
@@ -82,6 +85,7 @@ def search_captions(
     *,
     session: str | None,
     limit: int,
+    index: bool = True,
 ) -> list[tuple[str, int]]:
     """``(session, utt)`` of the captions that best match ``question``, best first.
 
@@ -90,10 +94,14 @@ def search_captions(
         fallback: gives the captions to match directly when the index cannot
             be used (for one session, its captions).
         session: search this session only.
+        index: use the search index of ``out`` (created if missing); without it the
+            captions from ``fallback`` are matched directly.
     """
     terms = question_terms(question)
     if not terms:
         return []
+    if not index:
+        return _direct_search(fallback(), terms, limit)
     try:
         return _index_search(out, terms, session, limit)
     except (ImportError, OSError, sqlite3.Error, FolderError) as exc:  # never fatal for a question

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from .ask import Answer, AskError, LectureChat, check_question, require_key
 from .ask_cite import withhold
 from .ask_library import ask_library
 from .ask_prompts import ALL_SYSTEM, ASK_SYSTEM
-from .errors import LLMTransientError
+from .errors import LLMFatalError, LLMTransientError
 from .settings import AskSettings, LLMSettings
 
 __all__ = ["run_ask", "run_ask_all", "AnswerView"]
@@ -30,6 +31,8 @@ __all__ = ["run_ask", "run_ask_all", "AnswerView"]
 log = logging.getLogger(__name__)
 
 QUIT = ("/quit", "/exit", "/q")
+#: control characters (terminal escape sequences) never written from an answer; tab and newline stay
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 #: seconds between re-renders of a streaming answer
 REFRESH_S = 0.1
 
@@ -77,7 +80,7 @@ class AnswerView:
             self._live.stop()  # the checked answer stays; notes go below it
             self._live = None
         elif self.plain is not None:
-            self.plain.write(answer.text + "\n")
+            self.plain.write(_CONTROL.sub("", answer.text) + "\n")  # no escape sequences from the model
             self.plain.flush()
         else:
             self.console.print(answer.text, markup=False, highlight=False)
@@ -196,6 +199,10 @@ def _repl(loop, chat: LectureChat, console, stdout, settings: AskSettings, key: 
             answered += 1
         except (AskError, LLMTransientError) as exc:  # this question failed; the next may work
             console.print(f"[red]{exc}[/red]", highlight=False)
+        except LLMFatalError as exc:
+            if exc.status not in (400, 422):  # the key or the model: no later question can work
+                raise
+            console.print(f"[red]the LLM refused this question ({exc.status}): {exc}[/red]", highlight=False)
 
 
 def run_ask_all(

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
-from library.folder import Final, TranscriptReader, caption_language, read_finals
+from library.folder import Final, TranscriptReader, caption_language, fmt_clock, read_finals
 
 __all__ = [
     "Final",
@@ -117,8 +117,5 @@ def split_by_tokens(items: Sequence[str], budget: int) -> list[list[int]]:
 
 
 def fmt_time(seconds: float) -> str:
-    """``mm:ss``, or ``h:mm:ss`` from one hour on."""
-    total = max(0, int(seconds))
-    hours, rem = divmod(total, 3600)
-    minutes, secs = divmod(rem, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+    """``mm:ss``, or ``h:mm:ss`` from one hour on (:func:`library.folder.fmt_clock`)."""
+    return fmt_clock(seconds)

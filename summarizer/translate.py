@@ -53,6 +53,9 @@ __all__ = ["TranslateSettings", "Lag", "Translator", "session_glossary"]
 
 log = logging.getLogger(__name__)
 
+#: statuses that refuse one request (its content or length), not the key or the model
+REFUSED = (400, 422)
+
 _MAX_CAPTION = 2_000  # characters of one caption sent
 #: terms of the session's slides named in the system prompt at most
 GLOSSARY_TERMS = 40
@@ -274,6 +277,12 @@ class Translator:
         max_tokens = min(4_000, sum(3 * estimate_tokens(t) + 30 for t in texts))
         try:
             result = await self._client.chat(messages, max_tokens=max_tokens, on_delta=stream)
+        except LLMFatalError as exc:
+            if exc.status in REFUSED:  # this request, not the session: the rest goes on
+                self._refused(batch, exc)
+                return True
+            self._failed(exc)
+            return False
         except LLMError as exc:
             self._failed(exc)
             return False
@@ -325,6 +334,15 @@ class Translator:
             self._notices.tell("write", f"cannot write {self.path}: {exc.strerror}; translations are shown only")
         for row in rows:
             self._call(self._on_translation, row)
+
+    def _refused(self, batch: list[_Item], exc: LLMFatalError) -> None:
+        """The provider refused one request (400/422: content, length): captions of a batch
+        are asked again one by one; a caption refused alone stays untranslated."""
+        if len(batch) > 1:
+            self._give_back([dataclasses.replace(item, tries=1) for item in batch])
+            return
+        log.warning("caption %d stays untranslated: the LLM refused it (%s)", batch[0].utt, exc.status)
+        self._store([Translation(batch[0].utt, self.target, None, f"refused by the LLM ({exc.status})")])
 
     def _failed(self, exc: LLMError) -> None:
         if isinstance(exc, LLMFatalError):

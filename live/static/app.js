@@ -241,7 +241,8 @@
     if (msg.type === "hello") {
       if (msg.reset) reset();
       feed.session = msg.session;
-      feed.live = Math.max(feed.live, msg.last);
+      // After a reset the numbering starts again: only what comes after this is new.
+      feed.live = msg.reset ? msg.last : Math.max(feed.live, msg.last);
       feed.attempt = 0;
       document.title = "Live captions · " + msg.session;
       setStatus("live");

@@ -212,3 +212,20 @@ async def test_no_partial_is_asked_for_while_the_newest_audio_is_silence(make_wo
 
     await client.ws.send(noise(0.1, 7).tobytes())  # the lecturer goes on: partials again
     await client.until(lambda: worker.engine.kinds.count("partial") > partials)
+
+
+async def test_pauses_cannot_buy_more_early_decodes_than_new_audio_pays_for(make_worker, open_client):  # noqa: F811
+    worker = await make_worker("per_call=0.0", partial_every_s=1000)
+    client = await open_client(worker)
+    pcm = noise(0.6, 4)
+    await client.client.send_utterance(0, pcm, end=False)
+    samples = len(pcm)
+    await client.ws.send(encode(Pause(utt=0, samples=samples)))
+    for _ in range(10):  # a sample more each time, and a pause: no new decode is due
+        await client.ws.send(b"\x01\x00")
+        samples += 1
+        await client.ws.send(encode(Pause(utt=0, samples=samples)))
+    await client.ws.send(encode(End(utt=0)))
+    (final,) = await client.wait_finals(1)
+    assert final.text == fake_text(np.concatenate([pcm, np.ones(10, dtype=np.int16)]))
+    assert worker.engine.kinds.count("final") == 2  # the first early decode, then the final itself

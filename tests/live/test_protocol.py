@@ -29,6 +29,7 @@ from live.protocol import (
     Ready,
     Start,
     caption_from_dict,
+    clean_vocabulary,
     decode,
     decode_client,
     decode_worker,
@@ -437,3 +438,12 @@ def test_text_frame_limit_counts_utf8_bytes_not_characters():
     frame = '{"type":"partial","utt":1,"text":"' + text + '"}'
     assert len(frame) < MAX_TEXT_FRAME_BYTES
     assert _raises(frame).code == "frame_too_large"
+
+
+def test_clean_vocabulary_keeps_exactly_what_a_worker_accepts():
+    terms = ["  ReLU ", "soft\xadmax", "", "x" * (MAX_TERM + 1), 3, "ReLU", "tab\there",
+             *[f"term{i}" for i in range(200)]]
+    cleaned = clean_vocabulary(terms)
+    assert cleaned[:2] == ("ReLU", "term0") and len(cleaned) == MAX_VOCABULARY
+    hello = Hello(session="s", vocabulary=cleaned)
+    assert decode_client(encode(hello)) == hello

@@ -81,3 +81,15 @@ def test_chinese_sound_alikes_are_fixed_by_pinyin_but_dictionary_words_stay():
 
 def test_no_terms_means_no_changes():
     assert Corrector([]).correct("soft max") .text == "soft max"
+
+
+def test_terms_with_digits_never_rewrite_another_version_into_the_caption():
+    corrector = Corrector(["GPT-4", "ResNet-50", "transformer"])
+    assert corrector.correct("compare gpt 3.5 with resnet 18").text == "compare gpt 3.5 with resnet 18"
+    assert corrector.correct("the transformr").text == "the transformer"  # other terms still work
+
+
+def test_words_of_other_latin_alphabets_are_never_cut_into_pieces_and_rewritten():
+    corrector = Corrector(["Dinger", "Bertrag", "Schrodinger"])
+    for text in ("Schrödinger wrote it down", "die Übertragung der Daten", "el niño"):
+        assert corrector.correct(text).text == text

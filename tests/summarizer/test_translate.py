@@ -169,6 +169,20 @@ async def test_a_refused_key_stops_translation_with_one_notice(fake_llm, tmp_pat
     assert run.lags[-1].stopped and run.lags[-1].captions == 0  # the status line can say so
 
 
+async def test_a_refused_request_stays_with_its_caption_and_translation_goes_on(fake_llm, tmp_path):
+    folder = write_session(tmp_path / "s", [], ended=False)
+    fake_llm.script = [400]  # the provider refuses this one caption (content, length)
+    async with Run(folder, fake_llm) as run:
+        run.submit(final(0, "A caption the provider refuses."))
+        await until(lambda: len(run.done) == 1)
+        run.submit(final(1, "An ordinary caption."), final(2, "And one more caption."))
+        await until(lambda: len(run.done) == 3)
+    stored = read_translations(folder, "zh")
+    assert stored[0].text is None and "refused" in stored[0].reason
+    assert stored[1].text and stored[2].text  # the session's translation went on
+    assert run.translator.stopped_reason is None and not run.told
+
+
 async def test_without_a_key_one_notice_and_nothing_is_sent(fake_llm, tmp_path):
     folder = write_session(tmp_path / "s", [], ended=False)
     async with Run(folder, fake_llm, key=None) as run:

@@ -18,8 +18,9 @@ Decoding is tuned for short VAD utterances and low latency:
   result that looks degenerate is still decoded again.
 - Context: a clip's :class:`~models.base.DecodeHints` ``context`` (the stream's
   recent finals) becomes ``initial_prompt``, and its ``vocabulary`` becomes
-  ``hotwords``, so names and terms already said or on the slides are spelled
-  the same way again.
+  ``hotwords`` (written as one sentence, "Glossary: a, b, c.": whisper copies
+  its prompt's style, and a bare list of terms made it drop full stops), so
+  names and terms already said or on the slides are spelled the same way again.
 - ``vad_filter=False``: capture already cut the audio with Silero VAD.
 - ``condition_on_previous_text=False`` and ``without_timestamps=True``: every
   clip is one utterance, decoded on its own, text only.
@@ -186,6 +187,12 @@ def _compute_type(precision: str, device: str) -> str:
     return compute_type
 
 
+def _hotwords(vocabulary: Sequence[str]) -> str | None:
+    """The terms as one sentence: whisper copies its prompt's style, and a bare list of
+    terms made it drop the full stops of the captions (a sentence keeps them)."""
+    return f"Glossary: {', '.join(vocabulary)}." if vocabulary else None
+
+
 class WhisperEngine(Engine):
     """faster-whisper on CPU or CUDA; one :class:`Transcript` per clip, no emotion or events."""
 
@@ -279,7 +286,7 @@ class WhisperEngine(Engine):
             segments, info = self._model.transcribe(
                 audio, language=language, beam_size=max(1, beam),
                 initial_prompt=hints.context or None,
-                hotwords=", ".join(hints.vocabulary) or None,
+                hotwords=_hotwords(hints.vocabulary),
                 **DECODE_OPTIONS)
             text = "".join(segment.text for segment in segments).strip()
         except (RuntimeError, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 
@@ -40,3 +41,14 @@ class TokenBucket:
         now = self._clock()
         tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         return max(0.0, (amount - tokens) / self.rate)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` keeps a server to this machine (``localhost``, 127.0.0.0/8,
+    ``::1`` with or without brackets, any case)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import ipaddress
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from models import Engine, EngineOptions, create_engine
 from .admin import ADMIN_PREFIX, authenticate, handle_admin, json_response
 from .calibrate import ANY_BATCH, BatchPolicy, calibrate_batching
 from .keys import KeyRecord, KeyStore, KeyStoreError
+from .limits import is_loopback
 from .protocol import CLOSE_KEY_REVOKED, CLOSE_TOO_MANY_STREAMS, FEATURE_PAUSE, FEATURE_VOCABULARY
 from .scheduler import Scheduler, SchedulerOptions
 from .session import StreamLimits, StreamSession
@@ -343,7 +343,7 @@ class Worker:
                 asyncio.create_task(session.refuse("key_revoked", "this key was revoked", CLOSE_KEY_REVOKED))
 
     def _check_exposure(self) -> None:
-        if not self.settings.auth and not _is_loopback(self.settings.host):
+        if not self.settings.auth and not is_loopback(self.settings.host):
             raise WorkerError(
                 f"refusing to serve {self.settings.host} without authentication: "
                 "--no-auth is allowed only on a loopback address (127.0.0.1, ::1, localhost)"
@@ -371,15 +371,6 @@ def default_threads() -> int:
 
 class WorkerError(RuntimeError):
     """The worker cannot start as configured; the message says what to change."""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def run_serve(settings: WorkerSettings, **worker_kwargs: Any) -> None:

@@ -21,12 +21,10 @@ import asyncio
 import contextlib
 import hmac
 import http
-import ipaddress
 import logging
 import re
 import secrets
 import socket
-import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,6 +35,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from .limits import TokenBucket, is_loopback
 from .web_feed import CaptionFeed, FeedFull, FeedLimits, Viewer, render_notes
 
 __all__ = ["WebError", "WebSettings", "CaptionPage", "open_page", "parse_web_address",
@@ -90,15 +89,6 @@ class WebSettings:
     incoming_burst: int = 8
     notes_poll_s: float = 2.0
     ping_interval_s: float = 20.0
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_web_address(spec: str) -> tuple[str, int]:
@@ -306,14 +296,10 @@ class CaptionPage:
 
     async def _read(self, ws: ServerConnection) -> None:
         """The page needs to send nothing: a few frames are tolerated, a stream of them is not."""
-        s = self.settings
-        allowance, last = float(s.incoming_burst), time.monotonic()
+        bucket = TokenBucket(self.settings.incoming_per_s, self.settings.incoming_burst)
         with contextlib.suppress(ConnectionClosed):
             async for _ in ws:
-                now = time.monotonic()
-                allowance = min(s.incoming_burst, allowance + (now - last) * s.incoming_per_s) - 1
-                last = now
-                if allowance < 0:
+                if not bucket.take():
                     await ws.close(1008, "too many messages")
                     return
 

@@ -29,7 +29,7 @@ test: install
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(VENV)/bin/ruff check live capture models summarizer library slides tests bench
+	$(VENV)/bin/ruff check notsound live capture wire common models summarizer library slides tests bench
 
 $(DEMO_DIR)/lecture.flac: scripts/make-sample.sh | install
 	@scripts/make-sample.sh $@

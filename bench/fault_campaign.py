@@ -338,7 +338,7 @@ class Campaign:
             self.worker_runs += 1
             with open(path, "wb") as log:
                 self.worker = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "live.cli", "serve", "--engine", "fake", "--model", self.o.model,
+                    sys.executable, "-m", "notsound.cli", "serve", "--engine", "fake", "--model", self.o.model,
                     "--port", str(self.port), "--no-warmup", "--state-dir", str(self.state),
                     cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT, env=_env(self.dir))
             port = await wait_listening(self.worker, path)
@@ -384,7 +384,7 @@ class Campaign:
         log = open(self.dir / f"client-{name}-{run}.log", "wb")  # noqa: SIM115
         with log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "live.cli", "live", "--server", f"ws://127.0.0.1:{port}/v1/stream",
+                sys.executable, "-m", "notsound.cli", "live", "--server", f"ws://127.0.0.1:{port}/v1/stream",
                 "--input", str(wav), "--session", name, "--out", str(self.sessions), "--no-notes",
                 "--plain", "--key-file", str(self.state / "client.key"),
                 cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT, env=_env(self.dir),

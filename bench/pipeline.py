@@ -1,6 +1,6 @@
 """Parts 1 and 3: real-time lectures through the whole path, timed at the client.
 
-Each stream is ``notsound live`` as a user runs it (:func:`live.app.run_live`):
+Each stream is ``notsound live`` as a user runs it (:func:`notsound.liverun.run_live`):
 a :class:`~capture.sources.FileSource` paced at real time, Silero VAD, the
 WebSocket client, and the worker in its own process. ``--events`` gives the
 arrival time ``t`` of every partial and final in session-audio seconds (the
@@ -36,9 +36,9 @@ from rich.console import Console
 from bench.speech import read_wav
 from bench.worker import WorkerProcess
 from capture.vad import VadOptions
-from live.app import LiveSettings, run_live
 from live.server import WorkerSettings
-from live.view import CaptionView
+from notsound.liverun import LiveSettings, run_live
+from notsound.view import CaptionView
 
 __all__ = ["PAD_S", "MIN_SILENCE_S", "run_streams", "analyse", "latency_part", "concurrency_part",
            "summary"]

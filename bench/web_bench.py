@@ -38,11 +38,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from live.app import LiveRun, LiveSettings
-from live.protocol import Caption, Partial
-from live.view import CaptionView
-from live.web import CaptionPage, WebSettings
-from live.web_feed import CaptionFeed, FeedLimits
+from notsound.liverun import LiveRun, LiveSettings
+from notsound.view import CaptionView
+from notsound.web import CaptionPage, WebSettings
+from notsound.web_feed import CaptionFeed, FeedLimits
+from wire.protocol import Caption, Partial
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ("water evaporates from the oceans rises into the sky condenses into small drops forms "

@@ -1,4 +1,4 @@
-"""The caption worker as a separate process (``python -m live.cli serve``), as in production.
+"""The caption worker as a separate process (``python -m notsound.cli serve``), as in production.
 
 Running it in its own process keeps its CPU and memory apart from the capture
 side (VAD, client), so :class:`WorkerProcess` can report them with psutil.
@@ -85,7 +85,7 @@ class WorkerProcess:
         self.key_file.write_text(token + "\n")
 
     def _start(self) -> None:
-        cmd = [sys.executable, "-m", "live.cli", "serve", "--port", "0",
+        cmd = [sys.executable, "-m", "notsound.cli", "serve", "--port", "0",
                "--state-dir", str(self.state_dir), "--max-streams-per-key", "64",
                *self.spec.serve_args(), *self.extra]
         started = time.monotonic()

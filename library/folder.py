@@ -150,7 +150,7 @@ class Journal:
     Opening a journal reads what it holds (a resumed session continues:
     :attr:`next_utt`, :attr:`last_end`) and ends a torn last line with a
     newline so it cannot glue onto the next one. :meth:`append` takes a
-    :class:`Final` or any caption-like object (``live.protocol.Caption``).
+    :class:`Final` or any caption-like object (``wire.protocol.Caption``).
     """
 
     def __init__(self, directory: Path | str):

@@ -72,7 +72,7 @@ class Final:
 
 
 def as_final(caption: Any) -> Final:
-    """A :class:`Final` from any object with a caption's attributes (``live.protocol.Caption``)."""
+    """A :class:`Final` from any object with a caption's attributes (``wire.protocol.Caption``)."""
     if isinstance(caption, Final):
         return caption
     return Final(caption.utt, caption.start, caption.end, caption.text,

@@ -1,3 +1,1 @@
-"""The caption worker, the wire protocol, the ``notsound`` CLI and the terminal view."""
-
-__version__ = "0.1.0"
+"""The caption worker: WebSocket server, per-stream sessions, scheduler, calibration, keys."""

@@ -22,13 +22,18 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from common.limits import is_loopback
 from models import Engine, EngineOptions, create_engine
+from wire.protocol import (
+    CLOSE_KEY_REVOKED,
+    CLOSE_TOO_MANY_STREAMS,
+    FEATURE_PAUSE,
+    FEATURE_VOCABULARY,
+)
 
 from .admin import ADMIN_PREFIX, authenticate, handle_admin, json_response
 from .calibrate import ANY_BATCH, BatchPolicy, calibrate_batching
 from .keys import KeyRecord, KeyStore, KeyStoreError
-from .limits import is_loopback
-from .protocol import CLOSE_KEY_REVOKED, CLOSE_TOO_MANY_STREAMS, FEATURE_PAUSE, FEATURE_VOCABULARY
 from .scheduler import Scheduler, SchedulerOptions
 from .session import StreamLimits, StreamSession
 

@@ -11,10 +11,9 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from common.limits import TokenBucket
 from models import DecodeHints, Engine, Transcript
-
-from .limits import TokenBucket
-from .protocol import (
+from wire.protocol import (
     CLOSE_ENGINE_FAILURE,
     CLOSE_GOING_AWAY,
     CLOSE_IDLE,
@@ -40,6 +39,7 @@ from .protocol import (
     decode_client,
     encode,
 )
+
 from .scheduler import Scheduler
 
 __all__ = ["StreamLimits", "StreamSession"]

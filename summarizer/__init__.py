@@ -4,7 +4,7 @@
   :func:`run_notes` is ``notsound notes``.
 - :func:`run_summary` is ``notsound summary`` (map-reduce for long lectures).
 - :class:`LLMSettings`, :class:`NotesSettings`, :class:`SummarySettings` are
-  filled by ``live.config.build_settings``; :func:`resolve_api_key` finds the key.
+  filled by ``notsound.config.build_settings``; :func:`resolve_api_key` finds the key.
 
 Importing this package does not import ``openai``; :mod:`summarizer.client`
 does, when the first client is built.

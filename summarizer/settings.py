@@ -1,4 +1,4 @@
-"""Settings of the summarizer, filled by ``live.config.build_settings``, and the API key lookup.
+"""Settings of the summarizer, filled by ``notsound.config.build_settings``, and the API key lookup.
 
 Sections: ``[llm]`` (:class:`LLMSettings`), ``[notes]`` (:class:`NotesSettings`),
 ``[summary]`` (:class:`SummarySettings`), ``[ask]`` (:class:`AskSettings`); each field can also be set with

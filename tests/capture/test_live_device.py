@@ -62,7 +62,7 @@ def test_live_from_the_pulse_device_journals_the_paragraph_and_stops_cleanly_on_
     primer = speech.write_wav(tmp_path / "primer.wav", speech.lecture(["Testing, one, two, three."]))
     session = tmp_path / "mic"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "live.cli", "live", "--device", pulse_sink.device, "--engine", "whisper",
+        [sys.executable, "-m", "notsound.cli", "live", "--device", pulse_sink.device, "--engine", "whisper",
          "--threads", "2", "--out", str(tmp_path), "--session", "mic", "--plain", "--no-notes"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "NOTSOUND_CONFIG": str(tmp_path / "none.toml")},  # PULSE_* come from the fixture

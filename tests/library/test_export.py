@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from library.export import SubtitleOptions, build_cues, to_subtitles, to_transcript
 from library.folder import TRANSCRIPT, Final, Journal, write_meta
-from live.cli import main
+from notsound.cli import main
 
 OPTS = SubtitleOptions()
 _CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -30,7 +30,7 @@ from library.folder import (
     write_json_atomic,
     write_meta,
 )
-from live.protocol import Caption
+from wire.protocol import Caption
 
 
 def _line(n: int, **kw) -> bytes:

@@ -19,7 +19,7 @@ from library.folder import (
     write_meta,
 )
 from library.history import count_words, format_tsv, history, render_table, session_info
-from live.cli import main
+from notsound.cli import main
 
 
 @pytest.fixture

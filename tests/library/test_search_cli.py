@@ -13,7 +13,7 @@ from rich.text import Text
 from library.folder import Final, Journal
 from library.index import INDEX_NAME
 from library.search_view import search_command
-from live.cli import main
+from notsound.cli import main
 
 from .test_index import EN, ZH, make_session
 

@@ -11,9 +11,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from live.protocol import Caption, End, Hello, Partial, Start, decode_worker, encode
 from live.server import Worker, WorkerSettings
 from models import EngineOptions, create_engine
+from wire.protocol import Caption, End, Hello, Partial, Start, decode_worker, encode
 
 
 def worker_settings(**kw) -> WorkerSettings:

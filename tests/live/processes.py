@@ -31,7 +31,7 @@ def start_serve(args: list[str], log: Path, *, port: int = 0, env: dict[str, str
     env = env if env is not None else {**os.environ, "NOTSOUND_CONFIG": str(log.parent / "none.toml")}
     while True:
         with open(log, "w") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "live.cli", "serve", *args, "--port", str(port)],
+            proc = subprocess.Popen([sys.executable, "-m", "notsound.cli", "serve", *args, "--port", str(port)],
                                     cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
         text = wait_for_line(proc, log, deadline)
         if (found := LISTENING.search(text)) is not None:

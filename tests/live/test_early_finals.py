@@ -7,7 +7,9 @@ import asyncio
 import numpy as np
 
 from capture.client import ClientOptions, StreamClient
-from live.protocol import (
+from live.session import CONTEXT_CHARS
+from models.fake import fake_text
+from wire.protocol import (
     CLOSE_PROTOCOL_ERROR,
     End,
     Error,
@@ -17,8 +19,6 @@ from live.protocol import (
     Start,
     encode,
 )
-from live.session import CONTEXT_CHARS
-from models.fake import fake_text
 
 from .conftest import RawClient, collect_until_close, noise
 from .test_worker import open_client  # noqa: F401 - fixture

@@ -14,11 +14,11 @@ from websockets.frames import Frame, Opcode
 
 from bench.fault_campaign import CampaignOptions, CuttingProxy, FrameCutter, run_campaign, summary
 from capture.client import ClientOptions, StreamClient
-from live.protocol import Caption
 from live.server import Worker
 from models import EngineOptions, create_engine
 from models.fake import fake_text
 from tests import speech
+from wire.protocol import Caption
 
 from .conftest import noise, worker_settings
 

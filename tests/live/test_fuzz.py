@@ -28,7 +28,9 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from live.protocol import (
+from live.session import StreamLimits
+from models.fake import fake_text
+from wire.protocol import (
     CLOSE_NORMAL,
     CLOSE_REASONS,
     MAX_AUDIO_FRAME_BYTES,
@@ -43,8 +45,6 @@ from live.protocol import (
     decode_worker,
     encode,
 )
-from live.session import StreamLimits
-from models.fake import fake_text
 
 from .conftest import RawClient, noise
 from .processes import start_serve, stop

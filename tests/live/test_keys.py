@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from live.cli import main
 from live.keys import (
     KeyRecord,
     KeyStore,
@@ -23,6 +22,7 @@ from live.keys import (
     hash_token,
     parse_key_id,
 )
+from notsound.cli import main
 
 URLSAFE = string.ascii_letters + string.digits + "-_"
 

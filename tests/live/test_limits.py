@@ -20,7 +20,10 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
-from live.protocol import (
+from live.server import Worker
+from models import EngineOptions, Transcript, create_engine
+from models.fake import FakeEngine, fake_text
+from wire.protocol import (
     CLOSE_FRAME_TOO_LARGE,
     CLOSE_IDLE,
     CLOSE_PROTOCOL_ERROR,
@@ -37,9 +40,6 @@ from live.protocol import (
     decode_worker,
     encode,
 )
-from live.server import Worker
-from models import EngineOptions, Transcript, create_engine
-from models.fake import FakeEngine, fake_text
 
 from .conftest import RawClient, collect_until_close, noise, worker_settings
 

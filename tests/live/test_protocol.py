@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from live.protocol import (
+from wire.protocol import (
     CLOSE_FRAME_TOO_LARGE,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_VERSION,

@@ -25,9 +25,9 @@ import pytest
 
 from bench.fault_campaign import expected_texts
 from library.folder import read_finals
-from live.app import LiveSettings, run_live
 from live.keys import KeyStore
 from live.server import WorkerSettings
+from notsound.liverun import LiveSettings, run_live
 from tests import speech
 from tests.live.processes import PORT_TAKEN, start_serve
 from tests.live.processes import stop as _stop

@@ -27,9 +27,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from capture.client import ClientError, ClientOptions, StreamClient
-from live.cli import main
 from live.keys import KeyStore
-from live.protocol import (
+from live.server import Worker, WorkerError
+from models.fake import fake_text
+from notsound.cli import main
+from wire.protocol import (
     CLOSE_KEY_REVOKED,
     CLOSE_TOO_MANY_STREAMS,
     Caption,
@@ -41,8 +43,6 @@ from live.protocol import (
     decode_worker,
     encode,
 )
-from live.server import Worker, WorkerError
-from models.fake import fake_text
 
 from .conftest import noise, worker_settings
 

@@ -14,7 +14,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from live.protocol import (
+from live.server import Worker
+from models.fake import FakeEngine, fake_text
+from wire.protocol import (
     CLOSE_ENGINE_FAILURE,
     CLOSE_FRAME_TOO_LARGE,
     CLOSE_GOING_AWAY,
@@ -34,8 +36,6 @@ from live.protocol import (
     decode_worker,
     encode,
 )
-from live.server import Worker
-from models.fake import FakeEngine, fake_text
 
 from .conftest import RawClient, collect_until_close, noise
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from live.cli import main
+from notsound.cli import main
 from slides import SLIDES_FILE, load_session_deck
 from summarizer.prompts import notes_system, summary_deck_note, summary_system
 from tests.summarizer.conftest import CANARY

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from library.index import INDEX_NAME
-from live.cli import main
+from notsound.cli import main
 from summarizer.ask import LectureChat, NothingToAskError
 from summarizer.ask_cite import parse_time
 from summarizer.ask_prompts import ACK, ASK_SYSTEM

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from live.cli import main
+from notsound.cli import main
 
 from .conftest import CANARY
 

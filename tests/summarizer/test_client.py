@@ -118,7 +118,7 @@ def test_key_comes_from_the_environment_or_a_key_file(tmp_path):
 
 
 def test_llm_settings_come_from_toml_env_and_flags():
-    from live.config import build_settings
+    from notsound.config import build_settings
 
     settings = build_settings(LLMSettings, "llm", toml={"llm": {"model": "qwen2.5"}},
                               env={"NOTSOUND_LLM_BASE_URL": "http://localhost:11434/v1",

@@ -297,7 +297,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _live_translate(wav: Path, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "live.cli", "live", "--input", str(wav), "--fast", "--engine", "fake",
+        [sys.executable, "-m", "notsound.cli", "live", "--input", str(wav), "--fast", "--engine", "fake",
          "--out", str(out), "--session", "bilingual", "--no-notes", "--translate", "zh"],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
         env={**os.environ, "NOTSOUND_CONFIG": str(out / "none.toml"), **env})
@@ -348,8 +348,8 @@ def test_the_view_shows_a_streaming_translation_then_prints_it_dimmed_under_its_
 
     from rich.console import Console
 
-    from live.protocol import Caption
-    from live.view import CaptionView, ViewOptions
+    from notsound.view import CaptionView, ViewOptions
+    from wire.protocol import Caption
 
     console = Console(record=True, width=80, height=24, force_terminal=True, file=io.StringIO())
     view = CaptionView(console, options=ViewOptions(auto_refresh=False), clock=lambda: 0.0)
@@ -401,7 +401,7 @@ def _translated_session(tmp_path: Path) -> tuple[Path, list[dict], dict[int, str
 def test_bilingual_subtitles_carry_both_texts_and_parse_back(tmp_path, capsys, fmt):
     import pysubs2
 
-    from live.cli import main
+    from notsound.cli import main
 
     folder, finals, texts = _translated_session(tmp_path)
     out = tmp_path / f"lecture.{fmt}"
@@ -422,7 +422,7 @@ def test_bilingual_subtitles_carry_both_texts_and_parse_back(tmp_path, capsys, f
 
 
 def test_translated_transcript_and_a_clear_error_without_translations(tmp_path, capsys):
-    from live.cli import main
+    from notsound.cli import main
 
     folder, finals, texts = _translated_session(tmp_path)
     assert main(["export", str(folder), "--format", "txt", "--translated"]) == 0
@@ -441,10 +441,10 @@ def test_a_finished_translation_reaches_the_terminal_and_the_caption_page(tmp_pa
 
     from rich.console import Console
 
-    from live.app import LiveRun, LiveSettings
-    from live.protocol import Caption
-    from live.view import CaptionView
-    from live.web_feed import CaptionFeed
+    from notsound.liverun import LiveRun, LiveSettings
+    from notsound.view import CaptionView
+    from notsound.web_feed import CaptionFeed
+    from wire.protocol import Caption
 
     view = CaptionView(Console(file=io.StringIO(), width=80), plain=True)
     run = LiveRun(LiveSettings(out=tmp_path, session="page", plain=True, notes=False), view)
@@ -476,9 +476,9 @@ def test_the_session_deck_gives_the_glossary_of_the_system_prompt(tmp_path):
 
 
 def test_the_target_comes_from_the_config_and_a_bad_one_is_refused(tmp_path, capsys):
-    from live.app import LiveSettings
-    from live.cli import main
-    from live.config import build_settings
+    from notsound.cli import main
+    from notsound.config import build_settings
+    from notsound.liverun import LiveSettings
 
     assert build_settings(LiveSettings, "live", toml={"live": {"translate": "en"}}, env={}).translate == "en"
     assert build_settings(LiveSettings, "live", toml={}, env={"NOTSOUND_LIVE_TRANSLATE": "zh"}).translate == "zh"

@@ -6,7 +6,7 @@ as the worker does for ``/health``) and the page's feed after it:
 - ``GET /`` the page; ``GET /app.js``, ``GET /style.css`` its two static files
   (no data in them, served to anyone);
 - ``GET /feed?since=SEQ&session=NAME`` (WebSocket) the captions; see
-  :mod:`live.web_feed` and DESIGN.md, "Caption page".
+  :mod:`notsound.web_feed` and DESIGN.md, "Caption page".
 
 Bound to loopback, the page needs no token (and answers only a loopback
 ``Host``, against DNS rebinding). Bound to anything else, ``/`` and ``/feed``
@@ -35,7 +35,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .limits import TokenBucket, is_loopback
+from common.limits import TokenBucket, is_loopback
+
 from .web_feed import CaptionFeed, FeedFull, FeedLimits, Viewer, render_notes
 
 __all__ = ["WebError", "WebSettings", "CaptionPage", "open_page", "parse_web_address",
@@ -122,7 +123,7 @@ def read_token_file(path: Path) -> str:
 
 
 def _static(name: str) -> bytes:
-    return resources.files("live").joinpath("static", name).read_bytes()
+    return resources.files("notsound").joinpath("static", name).read_bytes()
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8",

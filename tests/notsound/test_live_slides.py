@@ -10,9 +10,9 @@ import pytest
 from rich.console import Console
 
 from library.folder import SLIDES, TRANSCRIPT, read_finals
-from live.app import LiveSettings, run_live
 from live.server import WorkerSettings
-from live.view import CaptionView
+from notsound.liverun import LiveSettings, run_live
+from notsound.view import CaptionView
 from tests import speech
 
 pytestmark = pytest.mark.skipif(not speech.have_espeak(), reason="espeak-ng and sox are required")

@@ -9,8 +9,8 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from live.protocol import Caption, Partial
-from live.view import CaptionView, ViewOptions, count_words, format_timestamp
+from notsound.view import CaptionView, ViewOptions, count_words, format_timestamp
+from wire.protocol import Caption, Partial
 
 
 def tty_console(width: int = 80, height: int = 24) -> Console:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from live.protocol import Partial
-from live.web import CaptionPage
-from live.web_feed import CaptionFeed
-from tests.live.test_web import caption, start_page
+from notsound.web import CaptionPage
+from notsound.web_feed import CaptionFeed
+from tests.notsound.test_web import caption, start_page
+from wire.protocol import Partial
 
 playwright_api = pytest.importorskip("playwright.async_api")
 

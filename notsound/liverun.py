@@ -36,11 +36,11 @@ from capture.segmenter import (
 from capture.spool import Spool
 from capture.vad import VadOptions
 from library.folder import Journal, default_session_name, remove_if_unused, session_path
+from live.keys import KeyStore
+from live.server import Worker, WorkerSettings
+from wire.protocol import Caption, Partial
 
-from .keys import KeyStore
-from .protocol import Caption, Partial
-from .server import Worker, WorkerSettings
-from .slides import LiveDeck, open_live_deck
+from .deck import LiveDeck, open_live_deck
 from .view import CaptionView
 from .web_feed import CaptionFeed
 

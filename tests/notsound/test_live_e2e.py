@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from library.folder import read_finals
-from live.app import LiveSettings, run_live
 from live.server import WorkerSettings
+from notsound.liverun import LiveSettings, run_live
 from tests import speech
 from tests.live.processes import start_serve
 
@@ -168,7 +168,7 @@ async def test_restarted_client_resends_spooled_audio_and_continues_numbering(tm
 
 def test_cli_live_with_fake_engine_prints_finals_and_session_folder(lecture_wav, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "live.cli", "live", "--input", str(lecture_wav), "--fast",
+        [sys.executable, "-m", "notsound.cli", "live", "--input", str(lecture_wav), "--fast",
          "--engine", "fake", "--out", str(tmp_path), "--session", "cli", "--no-notes"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={**os.environ, "NOTSOUND_CONFIG": str(tmp_path / "none.toml")},
@@ -181,7 +181,7 @@ def test_cli_live_with_fake_engine_prints_finals_and_session_folder(lecture_wav,
 
 
 def test_cli_rejects_fast_without_input_and_missing_file(tmp_path):
-    from live.cli import main
+    from notsound.cli import main
 
     assert main(["live", "--fast", "--engine", "fake"]) == 2
     assert main(["live", "--input", str(tmp_path / "nope.wav"), "--engine", "fake"]) == 2
@@ -189,7 +189,7 @@ def test_cli_rejects_fast_without_input_and_missing_file(tmp_path):
 
 def test_journal_never_duplicates_and_skips_torn_line(tmp_path):
     from library.folder import Journal
-    from live.protocol import Caption
+    from wire.protocol import Caption
 
     journal = Journal(tmp_path)
     assert journal.append(Caption(0, 0.0, 1.0, "a"))
@@ -207,7 +207,7 @@ def test_journal_never_duplicates_and_skips_torn_line(tmp_path):
 
 def _live_cli(wav: Path, out: Path, session: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "live.cli", "live", "--input", str(wav), "--fast", "--engine", "fake",
+        [sys.executable, "-m", "notsound.cli", "live", "--input", str(wav), "--fast", "--engine", "fake",
          "--out", str(out), "--session", session],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
         env={**os.environ, "NOTSOUND_CONFIG": str(out / "none.toml"), **env},

@@ -36,7 +36,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.live import Live
 from rich.text import Text
 
-from live.protocol import Caption, Partial
+from wire.protocol import Caption, Partial
 
 __all__ = ["STATES", "ViewOptions", "CaptionView", "format_timestamp", "count_words"]
 

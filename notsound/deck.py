@@ -18,8 +18,7 @@ from slides.errors import SlidesError
 from slides.follow import DeckFollower
 from slides.store import attach_deck, load_session_deck
 from slides.vocabulary import build_vocabulary
-
-from .protocol import Caption
+from wire.protocol import Caption
 
 __all__ = ["LiveDeck", "open_live_deck"]
 

@@ -20,8 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from library.folder import Journal
-from live.protocol import Caption, Partial
-from live.web import (
+from notsound.web import (
     CaptionPage,
     WebError,
     WebSettings,
@@ -29,7 +28,8 @@ from live.web import (
     parse_web_address,
     read_token_file,
 )
-from live.web_feed import CaptionFeed, FeedFull, FeedLimits, render_notes
+from notsound.web_feed import CaptionFeed, FeedFull, FeedLimits, render_notes
+from wire.protocol import Caption, Partial
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "viewer-token-0123456789abcdef"
@@ -473,7 +473,7 @@ async def test_cli_live_serves_the_captions_it_journals(tmp_path: Path):
         pytest.skip("espeak-ng and sox are required")
     wav = speech.write_wav(tmp_path / "talk.wav", speech.lecture(["Good morning everyone.", "Let us begin."], gap_s=1.0))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "live.cli", "live", "--input", str(wav), "--engine", "fake",
+        sys.executable, "-m", "notsound.cli", "live", "--input", str(wav), "--engine", "fake",
         "--out", str(tmp_path), "--session", "web", "--no-notes", "--plain", "--web", "127.0.0.1:0",
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

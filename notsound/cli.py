@@ -92,7 +92,7 @@ def _add_engine_flags(p: argparse.ArgumentParser, device_flag: str = "--device")
 
 
 def _worker_settings(args: argparse.Namespace, toml: dict, **overrides):
-    from .server import WorkerSettings
+    from live.server import WorkerSettings
 
     flags = {name: getattr(args, name, None) for name in (
         "host", "port", "engine", "model", "precision", "threads", "warmup", "auth", "state_dir",
@@ -105,7 +105,7 @@ def _worker_settings(args: argparse.Namespace, toml: dict, **overrides):
 
 
 def _cmd_serve(args: argparse.Namespace, toml: dict) -> int:
-    from .server import run_serve
+    from live.server import run_serve
 
     settings = _worker_settings(args, toml)
     asyncio.run(run_serve(settings))
@@ -121,9 +121,8 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace, toml: dict) -> int:
+    from live.server import WorkerSettings
     from models import engine_class, engine_names
-
-    from .server import WorkerSettings
 
     settings = build_settings(WorkerSettings, "worker", toml=toml)
     for name in engine_names():
@@ -172,7 +171,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
-    from .app import LiveSettings, run_live
+    from .liverun import LiveSettings, run_live
 
     flags = {name: getattr(args, name, None) for name in (
         "server", "key_file", "ca_file", "input", "fast", "device", "session", "out",
@@ -304,7 +303,7 @@ def _add_keys(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_keys(args: argparse.Namespace, toml: dict) -> int:
-    from .keys import KeyStore, KeyStoreError, format_key_table
+    from live.keys import KeyStore, KeyStoreError, format_key_table
 
     store = KeyStore(args.state_dir)
     try:
@@ -587,11 +586,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from capture.client import ClientError
     from capture.sources import CaptureError
     from library.folder import FolderError
+    from live.keys import KeyStoreError
+    from live.server import WorkerError
     from models import EngineError
     from slides import SlidesError
 
-    from .keys import KeyStoreError
-    from .server import WorkerError
     from .web import WebError
 
     return (EngineError, WorkerError, ClientError, CaptureError, FolderError, KeyStoreError, WebError,

@@ -26,9 +26,11 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check notsound live capture wire common models summarizer library slides tests bench
 
 $(DEMO_DIR)/lecture.flac: scripts/make-sample.sh | install

@@ -208,6 +208,8 @@ class StreamClient:
     def end_utterance(self, utt: int) -> None:
         item = self.pending.get(utt)
         if item is not None:
+            if not item.utterance.ended:  # built here (start_utterance): it ends with its audio
+                item.utterance.finish(item.utterance.start + item.utterance.duration)
             item.ended_at = time.monotonic()
             self._changed.set()
 

@@ -138,7 +138,7 @@ def expected_texts(pcm: np.ndarray, first_utt: int = 0) -> list[str]:
     for i in range(0, len(pcm), 1600):
         ended += [e for e in segmenter.feed(pcm[i:i + 1600]) if isinstance(e, UtteranceEnded)]
     ended += [e for e in segmenter.flush() if isinstance(e, UtteranceEnded)]
-    return [fake_text(e.utterance.pcm) for e in ended]
+    return [fake_text(e.utterance.pcm()) for e in ended]
 
 
 # -- a proxy that cuts connections in the middle of an audio frame ---------------------

@@ -18,7 +18,7 @@ import time
 
 from bench.worker import WorkerProcess
 from capture.client import ClientOptions, StreamClient
-from capture.segmenter import Utterance
+from capture.utterance import Utterance
 from capture.vad import SAMPLE_RATE
 
 __all__ = ["memory_part", "MEMORY_WORKER_ARGS"]
@@ -52,9 +52,10 @@ class _Sampler:
 
 
 async def _send_one(client: StreamClient, utt: int, u: Utterance, position: float) -> None:
+    pcm = u.pcm()
     client.start_utterance(utt, position)
-    for i in range(0, len(u.pcm), SAMPLE_RATE):
-        client.add_audio(utt, u.pcm[i:i + SAMPLE_RATE])
+    for i in range(0, len(pcm), SAMPLE_RATE):
+        client.add_audio(utt, pcm[i:i + SAMPLE_RATE])
     client.end_utterance(utt)
 
 

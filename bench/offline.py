@@ -42,7 +42,8 @@ import time
 import numpy as np
 
 from bench.pipeline import MIN_SILENCE_S, summary
-from capture.segmenter import Segmenter, Utterance, UtteranceEnded
+from capture.segmenter import Segmenter, UtteranceEnded
+from capture.utterance import Utterance
 from capture.vad import SAMPLE_RATE, VadOptions
 from live.calibrate import ANY_BATCH, BatchPolicy, calibrate_batching
 from live.scheduler import Scheduler, SchedulerOptions
@@ -76,7 +77,7 @@ def engine_times(engine: Engine, utterances: list[Utterance], language: str = "a
     while passes < repeats and (passes == 0 or time.perf_counter() - started < budget_s):
         for i, u in enumerate(utterances):
             t0 = time.perf_counter()
-            texts[i] = engine.transcribe([u.pcm], language)[0].text
+            texts[i] = engine.transcribe([u.pcm()], language)[0].text
             best[i] = min(best[i], time.perf_counter() - t0)
         passes += 1
     rows = [{"utt": u.utt, "start": round(u.start, 3), "duration_s": round(u.duration, 3),
@@ -142,7 +143,7 @@ def throughput_part(engine: Engine, utterances: list[Utterance], *, streams: int
                     budget_s: float = 30.0) -> dict:
     """Part 4: batched (max_batch 16, under the worker's measured batching policy) versus
     one at a time (max_batch 1) at ``streams`` streams."""
-    clips = [[utterances[(k * per_stream + i) % len(utterances)].pcm for i in range(per_stream)]
+    clips = [[utterances[(k * per_stream + i) % len(utterances)].pcm() for i in range(per_stream)]
              for k in range(streams)]
     engine.warmup()
     policy = calibrate_batching(engine, max_batch=16)

@@ -1,7 +1,8 @@
 """The streaming client of protocol v1, with reconnect and resend.
 
-Every utterance is kept (in memory, and on disk through :class:`~capture.spool.Spool`)
-until its final arrives. After a dropped connection the client reconnects with
+Every utterance is kept until its final arrives: in memory as the
+:class:`~capture.utterance.Utterance` its producer made (a reference, not a
+copy), and on disk through :class:`~capture.spool.Spool`. After a dropped connection the client reconnects with
 exponential backoff and jitter, says ``hello`` again and re-sends every
 utterance still owed a final, with the same numbers.
 """
@@ -14,13 +15,14 @@ import random
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from capture.utterance import Utterance
 from common.limits import TokenBucket
 from wire.protocol import (
     CLOSE_NORMAL,
@@ -43,7 +45,7 @@ from wire.protocol import (
     encode,
 )
 
-__all__ = ["ClientOptions", "ClientError", "AuthError", "StreamClient"]
+__all__ = ["ClientOptions", "ClientError", "AuthError", "Owed", "StreamClient"]
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +95,37 @@ class ClientOptions:
     vocabulary: tuple[str, ...] = ()
 
 
+@dataclass(eq=False)
+class Owed:
+    """The client's record of an utterance it holds until the final: what it resends.
+
+    Attributes:
+        utterance: the utterance itself, shared with its producer (its chunks
+            grow while it is spoken).
+        ended_at: monotonic time its end was known; ``None`` while it is spoken.
+        paused: ``(chunks, samples)`` of the utterance when its speech paused.
+    """
+
+    utterance: Utterance
+    ended_at: float | None = None
+    paused: tuple[int, int] | None = None
+
+    @property
+    def utt(self) -> int:
+        return self.utterance.utt
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+
 @dataclass
-class _Pending:
-    utt: int
-    start: float
-    chunks: list[np.ndarray] = field(default_factory=list)
-    ended: bool = False
-    ended_at: float | None = None  # monotonic time the end was known
-    paused: tuple[int, int] | None = None  # (chunks, samples) when the speech paused
+class _Sent:
+    """What one connection has sent of an utterance."""
+
+    chunks: int = 0  # chunks of its audio
+    end: bool = False
+    pause_at: int = -1  # ``chunks`` when its pause was sent
 
 
 @dataclass
@@ -115,16 +140,19 @@ class ClientStats:
 class StreamClient:
     """Feeds utterances to the worker and hands back partials and finals.
 
-    Producers call :meth:`start_utterance`, :meth:`add_audio` and
-    :meth:`end_utterance` (never blocking); :meth:`run` keeps a connection up
-    and streams whatever is pending. ``on_final`` must journal the caption
-    before returning: the audio is dropped right after it.
+    A producer that grows the utterance itself (the segmenter) hands it over
+    with :meth:`send` and tells of new chunks with :meth:`audio_added`; one
+    that hands over samples uses :meth:`start_utterance` and :meth:`add_audio`.
+    Either way :meth:`pause_utterance` and :meth:`end_utterance` follow (none
+    of these blocks); :meth:`run` keeps a connection up and streams whatever
+    is pending. ``on_final`` must journal the caption before returning: the
+    audio is dropped right after it.
     """
 
     def __init__(
         self,
         options: ClientOptions,
-        on_final: Callable[[Caption, _Pending | None], None],
+        on_final: Callable[[Caption, Owed | None], None],
         on_partial: Callable[[Partial], None] = lambda p: None,
         on_state: Callable[[str, str], None] = lambda state, detail: None,
     ):
@@ -132,7 +160,7 @@ class StreamClient:
         self.on_final = on_final
         self.on_partial = on_partial
         self.on_state = on_state
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, Owed] = {}
         self.stats = ClientStats()
         self.ready: Ready | None = None
         self._changed = asyncio.Event()  # new audio, an end, or a final: the sender looks again
@@ -143,15 +171,27 @@ class StreamClient:
 
     # -- producer side -------------------------------------------------------
 
-    def start_utterance(self, utt: int, start: float) -> None:
-        self.pending[utt] = _Pending(utt, start)
+    def send(self, utterance: Utterance) -> None:
+        """Stream ``utterance`` and hold it until its final (one that has ended, such
+        as one recovered from the spool, is sent whole)."""
+        self.pending[utterance.utt] = Owed(utterance)
         self._settled.clear()
         self._changed.set()
+        if utterance.ended:
+            self.end_utterance(utterance.utt)
+
+    def audio_added(self, utt: int) -> None:
+        """The producer of ``utt`` appended audio to it."""
+        if utt in self.pending:
+            self._changed.set()
+
+    def start_utterance(self, utt: int, start: float) -> None:
+        self.send(Utterance(utt, start))
 
     def add_audio(self, utt: int, pcm: np.ndarray) -> None:
         item = self.pending.get(utt)
         if item is not None and len(pcm):
-            item.chunks.append(np.asarray(pcm, dtype=np.int16))
+            item.utterance.append(pcm)
             self._changed.set()
 
     def pause_utterance(self, utt: int, samples: int) -> None:
@@ -161,23 +201,21 @@ class StreamClient:
         """
         item = self.pending.get(utt)
         if item is not None and not item.ended:
-            total = sum(len(c) for c in item.chunks)
-            if total == samples:
-                item.paused = (len(item.chunks), samples)
+            if item.utterance.samples == samples:
+                item.paused = (len(item.utterance.chunks), samples)
                 self._changed.set()
 
     def end_utterance(self, utt: int) -> None:
         item = self.pending.get(utt)
         if item is not None:
-            item.ended = True
+            if not item.utterance.ended:  # built here (start_utterance): it ends with its audio
+                item.utterance.finish(item.utterance.start + item.utterance.duration)
             item.ended_at = time.monotonic()
             self._changed.set()
 
     def resend(self, utt: int, start: float, pcm: np.ndarray) -> None:
-        """Queue a whole utterance recovered from an earlier run."""
-        self.start_utterance(utt, start)
-        self.add_audio(utt, pcm)
-        self.end_utterance(utt)
+        """Queue a whole utterance (as an earlier run left it)."""
+        self.send(Utterance.whole(utt, start, pcm))
 
     @property
     def owed(self) -> int:
@@ -279,7 +317,7 @@ class StreamClient:
 
     async def _send(self, ws: ClientConnection, stop: asyncio.Event) -> None:
         """Stream pending utterances in order; return once stopped and settled."""
-        sent: dict[int, list] = {}  # utt -> [chunks sent, end sent, chunks when pause sent]
+        sent: dict[int, _Sent] = {}
         early = self.ready is not None and FEATURE_PAUSE in self.ready.features
         bucket = TokenBucket(self.options.max_rate, self.options.burst_s)
         while True:
@@ -287,28 +325,28 @@ class StreamClient:
             for utt in [u for u in sent if u not in self.pending]:  # finalized: forget
                 del sent[utt]
             for item in sorted(self.pending.values(), key=lambda p: p.utt):
+                utterance = item.utterance
                 if item.utt not in sent:
-                    sent[item.utt] = [0, False, -1]
-                    await ws.send(encode(Start(utt=item.utt, t=item.start)))
+                    sent[item.utt] = _Sent()
+                    await ws.send(encode(Start(utt=item.utt, t=utterance.start)))
                 state = sent[item.utt]
-                while state[0] < len(item.chunks):
+                while state.chunks < len(utterance.chunks):
                     # Whatever accumulated goes out in frames of up to 1 s.
-                    upto = len(item.chunks)
-                    backlog = np.concatenate(item.chunks[state[0]:upto])
-                    for frame in _frames(backlog):
+                    upto = len(utterance.chunks)
+                    for frame in _frames(utterance.chunks[state.chunks:upto]):
                         seconds = len(frame) / 2 / 16000
                         while not bucket.take(seconds):
                             await asyncio.sleep(max(bucket.wait_time(seconds), 0.001))
                         await ws.send(frame)
-                    state[0] = upto
+                    state.chunks = upto
                 if not item.ended:
                     paused = item.paused
-                    if early and paused is not None and paused[0] == state[0] and state[2] != state[0]:
-                        state[2] = state[0]
+                    if early and paused is not None and paused[0] == state.chunks and state.pause_at != state.chunks:
+                        state.pause_at = state.chunks
                         await ws.send(encode(Pause(utt=item.utt, samples=paused[1])))
                     break  # one open utterance at a time
-                if not state[1]:
-                    state[1] = True
+                if not state.end:
+                    state.end = True
                     await ws.send(encode(End(utt=item.utt)))
             if stop.is_set() and self._settled.is_set():
                 return
@@ -362,10 +400,22 @@ class _Dropped(Exception):
     """The connection ended with finals still owed: reconnect and resend."""
 
 
-def _frames(pcm: np.ndarray):
-    data = np.asarray(pcm, dtype="<i2")
-    for i in range(0, len(data), FRAME_SAMPLES):
-        yield data[i:i + FRAME_SAMPLES].tobytes()
+def _frames(chunks: list[np.ndarray]):
+    """The chunks' samples in order, as frames of ``FRAME_SAMPLES`` (the last one
+    shorter); each frame's bytes are made as it goes out, the chunks are never joined."""
+    size = FRAME_SAMPLES * 2
+    frame = bytearray()
+    for chunk in chunks:
+        data = memoryview(np.ascontiguousarray(chunk, dtype="<i2")).cast("B")
+        while data:
+            take = size - len(frame)
+            frame += data[:take]
+            data = data[take:]
+            if len(frame) == size:
+                yield bytes(frame)
+                frame.clear()
+    if frame:
+        yield bytes(frame)
 
 
 async def _wait_any(*events: asyncio.Event) -> None:

@@ -4,19 +4,26 @@ A :class:`Segmenter` is fed 16 kHz int16 mono blocks of any size and answers
 with events:
 
 - :class:`UtteranceStarted` once an utterance has at least ``min_speech_s`` of
-  speech (shorter blips are dropped as clicks);
+  speech (shorter blips are dropped as clicks), with the new
+  :class:`~capture.utterance.Utterance`;
 - :class:`UtteranceAudio` chunks, streamed while the lecturer still speaks so
-  the worker can make partials (the first chunk holds the pre-padding);
+  the worker can make partials (the first chunk holds the pre-padding); each
+  chunk is appended to the utterance before the event is returned, and the
+  event carries that same array;
 - :class:`UtterancePaused` when the speech of the open utterance has stopped
   and every sample it would hold if the pause holds has been streamed (the
   padding after the speech is scored silence), ``min_silence_s - pad_s``
   before the pause is long enough to end it: the worker may decode the
   utterance then (early finals). More :class:`UtteranceAudio` after it means
   the speech went on;
-- :class:`UtteranceEnded` with the complete :class:`Utterance`.
+- :class:`UtteranceEnded` once the utterance is complete (its ``end`` is set).
+
+The audio of an utterance exists once: the chunks of its ``Utterance``, which
+are the arrays of its ``UtteranceAudio`` events. The segmenter lets go of the
+utterance when it ends; whoever needs the audio keeps the object.
 
 Invariants: an utterance's audio is exactly samples ``[start, end)`` of the
-input and its chunks concatenate to ``Utterance.pcm``; utterances never
+input, and its chunks are exactly its ``UtteranceAudio`` arrays; utterances never
 overlap; an utterance is at most ``max_utterance_s`` long, and when speech
 goes on past that, it is cut at the quietest point of the last
 ``split_search_s`` and the next utterance starts exactly at the cut (nothing
@@ -40,12 +47,13 @@ from typing import Protocol
 
 import numpy as np
 
+from capture.utterance import Utterance
 from capture.vad import SAMPLE_RATE, WINDOW, SileroVad, VadOptions
 
 __all__ = [
     "Event",
     "Segmenter",
-    "Utterance",
+    "SpeechModel",
     "UtteranceAudio",
     "UtteranceEnded",
     "UtterancePaused",
@@ -53,28 +61,25 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, eq=False)
-class Utterance:
-    """One VAD segment: ``pcm`` is int16 mono 16 kHz, times are session seconds."""
-
-    utt: int
-    start: float
-    end: float
-    pcm: np.ndarray = field(repr=False)
-
-    @property
-    def duration(self) -> float:
-        return len(self.pcm) / SAMPLE_RATE
-
-
 @dataclass(frozen=True)
 class UtteranceStarted:
-    utt: int
-    start: float
+    """A new utterance: its audio grows with each :class:`UtteranceAudio` that follows."""
+
+    utterance: Utterance
+
+    @property
+    def utt(self) -> int:
+        return self.utterance.utt
+
+    @property
+    def start(self) -> float:
+        return self.utterance.start
 
 
 @dataclass(frozen=True, eq=False)
 class UtteranceAudio:
+    """``pcm`` is the chunk just appended to utterance ``utt`` (the same array)."""
+
     utt: int
     pcm: np.ndarray = field(repr=False)
 
@@ -89,16 +94,25 @@ class UtterancePaused:
     end: float
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class UtteranceEnded:
-    """``split`` is True when the utterance was cut at ``max_utterance_s`` while
+    """``utterance`` (the one :class:`UtteranceStarted` gave) is complete.
+
+    ``split`` is True when the utterance was cut at ``max_utterance_s`` while
     speech went on; the next utterance then starts exactly at this ``end``
     (unless what follows the cut is less than ``min_speech_s`` of speech)."""
 
-    utt: int
-    end: float
     utterance: Utterance
     split: bool = False
+
+    @property
+    def utt(self) -> int:
+        return self.utterance.utt
+
+    @property
+    def end(self) -> float:
+        assert self.utterance.end is not None
+        return self.utterance.end
 
 
 Event = UtteranceStarted | UtteranceAudio | UtterancePaused | UtteranceEnded
@@ -109,13 +123,14 @@ class SpeechModel(Protocol):
 
 
 class _Open:
-    """The utterance being streamed (sample positions are absolute)."""
+    """Where the utterance being streamed stands (sample positions are absolute);
+    its audio is in ``utterance``."""
 
-    def __init__(self, utt: int, start: int) -> None:
-        self.utt = utt
+    def __init__(self, utterance: Utterance, start: int) -> None:
+        self.utterance = utterance
+        self.utt = utterance.utt
         self.start = start
         self.sent = start
-        self.chunks: list[np.ndarray] = []
         self.end_target: int | None = None  # decided end, waiting for its audio
         self.paused_at: int | None = None  # ``sent`` when UtterancePaused was last emitted
 
@@ -333,10 +348,10 @@ class Segmenter:
 
     def _begin(self, start: int, events: list[Event]) -> None:
         start = max(start, self._history.start, 0)
-        self._open = _Open(self._next_utt, start)
+        self._open = _Open(Utterance(self._next_utt, self._seconds(start)), start)
         self._continues = False
         self._next_utt += 1
-        events.append(UtteranceStarted(self._open.utt, self._seconds(start)))
+        events.append(UtteranceStarted(self._open.utterance))
         self._stream(events)
 
     def _safe_end(self) -> int:
@@ -357,8 +372,7 @@ class Segmenter:
             return
         upto = self._safe_end()
         if upto > opened.sent:
-            pcm = self._window(opened.sent, upto - opened.sent).copy()
-            opened.chunks.append(pcm)
+            pcm = opened.utterance.append(self._window(opened.sent, upto - opened.sent).copy())
             opened.sent = upto
             events.append(UtteranceAudio(opened.utt, pcm))
 
@@ -377,10 +391,9 @@ class Segmenter:
         if opened is None or opened.end_target is None or self._scored < opened.end_target:
             return  # not before its audio is scored: speech there would cut it shorter
         self._stream(events)
-        pcm = np.concatenate(opened.chunks) if opened.chunks else np.zeros(0, dtype=np.int16)
         end = opened.end_target
-        utterance = Utterance(opened.utt, self._seconds(opened.start), self._seconds(end), pcm)
-        events.append(UtteranceEnded(opened.utt, utterance.end, utterance, split))
+        opened.utterance.finish(self._seconds(end))
+        events.append(UtteranceEnded(opened.utterance, split))
         self._last_end = end
         self._open = None
 

@@ -14,23 +14,16 @@ import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from capture.utterance import Utterance
 from library.folder import PENDING, write_json_atomic
 
-__all__ = ["SpooledUtterance", "Spool"]
+__all__ = ["Spool"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SpooledUtterance:
-    utt: int
-    start: float
-    pcm: np.ndarray
 
 
 class Spool:
@@ -41,23 +34,25 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._files: dict[int, object] = {}
 
-    def start(self, utt: int, start: float) -> None:
-        write_json_atomic(self.directory / f"{utt}.json", {"utt": utt, "start": start, "ended": False})
+    def start(self, utterance: Utterance) -> None:
+        utt = utterance.utt
+        write_json_atomic(self.directory / f"{utt}.json", {"utt": utt, "start": utterance.start, "ended": False})
         self._files[utt] = open(self.directory / f"{utt}.pcm", "ab")  # noqa: SIM115
 
     def audio(self, utt: int, pcm: np.ndarray) -> None:
         fh = self._files.get(utt)
         if fh is not None:
-            fh.write(np.asarray(pcm, dtype="<i2").tobytes())
+            fh.write(np.ascontiguousarray(pcm, dtype="<i2").data)  # int16 on a little-endian host: no copy
             fh.flush()
 
-    def end(self, utt: int, start: float) -> None:
+    def end(self, utterance: Utterance) -> None:
+        utt = utterance.utt
         fh = self._files.pop(utt, None)
         if fh is not None:
             fh.flush()
             os.fsync(fh.fileno())
             fh.close()
-        write_json_atomic(self.directory / f"{utt}.json", {"utt": utt, "start": start, "ended": True})
+        write_json_atomic(self.directory / f"{utt}.json", {"utt": utt, "start": utterance.start, "ended": True})
 
     def done(self, utt: int) -> None:
         """The final of ``utt`` is journaled: its audio is no longer needed."""
@@ -68,9 +63,12 @@ class Spool:
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / f"{utt}{suffix}").unlink()
 
-    def recover(self, known: set[int] | frozenset[int] = frozenset()) -> list[SpooledUtterance]:
-        """Utterances left by an earlier run that are not in ``known`` (already journaled ones are removed)."""
-        found: list[SpooledUtterance] = []
+    def recover(self, known: set[int] | frozenset[int] = frozenset()) -> list[Utterance]:
+        """Utterances left by an earlier run that are not in ``known`` (already journaled ones are removed).
+
+        Each comes back whole (ended, one chunk), whether or not the earlier run saw its end.
+        """
+        found: list[Utterance] = []
         for meta_path in sorted(self.directory.glob("*.json")):
             try:
                 meta = json.loads(meta_path.read_text())
@@ -87,7 +85,7 @@ class Spool:
             if len(pcm) == 0:
                 self.done(utt)
                 continue
-            found.append(SpooledUtterance(utt, start, pcm))
+            found.append(Utterance.whole(utt, start, pcm))
         found.sort(key=lambda s: s.utt)
         return found
 

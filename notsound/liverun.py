@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import logging
 import os
 import signal
 import sys
@@ -25,15 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from capture.client import ClientOptions, StreamClient
-from capture.segmenter import (
-    Segmenter,
-    UtteranceAudio,
-    UtteranceEnded,
-    UtterancePaused,
-    UtteranceStarted,
-)
-from capture.spool import Spool
+from capture.client import ClientOptions, Owed
+from capture.pipeline import AudioSource, CaptureCallbacks, CaptureOptions, CapturePipeline, Resume
 from capture.vad import VadOptions
 from library.folder import Journal, default_session_name, remove_if_unused, session_path
 from live.keys import KeyStore
@@ -45,9 +37,6 @@ from .view import CaptionView
 from .web_feed import CaptionFeed
 
 __all__ = ["LiveSettings", "LiveResult", "run_live", "read_key"]
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class LiveSettings:
@@ -162,13 +151,12 @@ class LiveRun:
         self.session_dir = session_path(name, settings.out)
         self.fresh_folder = not self.session_dir.exists()
         self.journal = Journal(self.session_dir)
-        self.spool = Spool(self.session_dir)
         self.result = LiveResult(self.session_dir)
         self.stop = asyncio.Event()
         self.t0 = time.monotonic()  # monotonic time of audio position 0 (realtime sources)
         self.offset = self.journal.last_end
         self.events = _EventLog(settings.events, lambda: time.monotonic() - self.t0)
-        self.client: StreamClient | None = None
+        self.capture: CapturePipeline | None = None
         self.first_utt = self.journal.next_utt
         self.position_s = 0.0  # seconds of audio read in this run
         self.feed: CaptionFeed | None = None  # the caption page's feed (--web)
@@ -178,14 +166,18 @@ class LiveRun:
     def session_time(self) -> float:
         return self.offset + self.position_s
 
-    # -- callbacks from the client -----------------------------------------
+    # -- callbacks from the capture pipeline ---------------------------------
 
-    def on_final(self, caption: Caption, pending: Any) -> None:
+    def callbacks(self) -> CaptureCallbacks:
+        return CaptureCallbacks(on_final=self.on_final, on_partial=self.on_partial,
+                                on_state=self.view.set_state, on_open=self.on_open,
+                                on_progress=self.on_progress)
+
+    def on_final(self, caption: Caption, pending: Owed | None) -> None:
         journaled: Any = caption
         if self.deck is not None and caption.utt not in self.journal:
             caption, journaled = self.deck.annotate(caption)
         fresh = self.journal.append(journaled)
-        self.spool.done(caption.utt)
         if not fresh:
             return
         latency = self._latency(caption, pending)
@@ -211,58 +203,29 @@ class LiveRun:
         if self.feed is not None:
             self.feed.publish_partial(partial)
 
-    def _latency(self, caption: Caption, pending: Any) -> float | None:
+    def on_open(self) -> None:
+        self.t0 = time.monotonic()
+
+    def on_progress(self, position_s: float, dropped_s: float) -> None:
+        self.position_s = position_s
+        self.view.set_dropped(dropped_s)
+        self.result.dropped_s = dropped_s
+
+    def _latency(self, caption: Caption, pending: Owed | None) -> float | None:
         """Seconds from the end of speech to now (realtime), or from the end's send (fast)."""
         now = time.monotonic()
         if self.settings.fast:
-            ended_at = getattr(pending, "ended_at", None)
+            ended_at = None if pending is None else pending.ended_at
             return None if ended_at is None else now - ended_at
         speech_end = caption.end - self.offset - self.vad.pad_s
         return max(0.0, now - (self.t0 + speech_end))
 
-    # -- the audio pump ------------------------------------------------------
-
-    def _handle(self, event: Any) -> None:
-        assert self.client is not None
-        if isinstance(event, UtteranceStarted):
-            self.spool.start(event.utt, event.start)
-            self.client.start_utterance(event.utt, event.start)
-        elif isinstance(event, UtteranceAudio):
-            self.spool.audio(event.utt, event.pcm)
-            self.client.add_audio(event.utt, event.pcm)
-        elif isinstance(event, UtterancePaused):
-            self.client.pause_utterance(event.utt, event.samples)
-        elif isinstance(event, UtteranceEnded):
-            self.spool.end(event.utt, event.utterance.start)
-            self.client.end_utterance(event.utt)
-
-    async def pump(self, source: Any) -> None:
-        """Feed the source through the segmenter to the client until it ends or we stop."""
-        assert self.client is not None
-        segmenter = Segmenter(self.vad, first_utt=self.first_utt,
-                              time_offset=self.offset)
-        async with source:
-            self.t0 = time.monotonic()
-            async for block in source:
-                for event in segmenter.feed(block):
-                    self._handle(event)
-                self.position_s = segmenter.position_s
-                self.view.set_dropped(getattr(source, "dropped_seconds", 0.0))
-                self.result.dropped_s = getattr(source, "dropped_seconds", 0.0)
-                if self.stop.is_set():
-                    break
-                if self.settings.fast:
-                    await self.client.wait_below(self.settings.max_owed)
-        for event in segmenter.flush():
-            self._handle(event)
-
     def close(self) -> None:
         self.events.close()
-        self.spool.close()
         self.journal.close()
 
 
-def _make_source(settings: LiveSettings) -> Any:
+def _make_source(settings: LiveSettings) -> AudioSource:
     from capture.sources import FileSource, MicrophoneSource
 
     if settings.input is not None:
@@ -298,7 +261,7 @@ async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
                    view: CaptionView | None = None,
                    notes: NotesRunner | None = None,
                    translate: TranslateRunner | None = None,
-                   source: Any = None) -> LiveResult:
+                   source: AudioSource | None = None) -> LiveResult:
     """Caption until the input ends or a signal stops it; returns what happened."""
     run = LiveRun(settings, view)
     view = run.view
@@ -340,49 +303,32 @@ async def _embedded_worker(stack: contextlib.AsyncExitStack, settings: WorkerSet
     return worker.url, key
 
 
-async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
+async def _stream(run: LiveRun, url: str, key: str | None, source: AudioSource,
                   notes: NotesRunner | None) -> None:
     settings = run.settings
-    client = StreamClient(
+    capture = CapturePipeline(
+        run.session_dir,
         ClientOptions(url=url, session=run.session_dir.name, key=key,
                       language=settings.language, ca_file=settings.ca_file,
                       # --fast into our own embedded worker: no pacing (its limit is off too)
                       max_rate=0.0 if settings.fast and not settings.server else ClientOptions.max_rate,
                       vocabulary=run.deck.vocabulary if run.deck else ()),
-        on_final=run.on_final, on_partial=run.on_partial,
-        on_state=run.view.set_state,
+        run.callbacks(),
+        CaptureOptions(vad=run.vad, fast=settings.fast, max_owed=settings.max_owed,
+                       drain_timeout_s=settings.drain_timeout_s),
     )
-    run.client = client
-    for item in run.spool.recover(run.journal.utts):
-        client.resend(item.utt, item.start, item.pcm)
-        run.offset = max(run.offset, item.start + len(item.pcm) / 16000)
-        run.first_utt = max(run.first_utt, item.utt + 1)
-    client_stop, notes_stop = asyncio.Event(), asyncio.Event()
-    client_task = asyncio.create_task(client.run(client_stop))
+    run.capture = capture
+    resume = capture.recover(run.journal.utts, Resume(run.offset, run.first_utt))
+    run.offset, run.first_utt = resume.offset, resume.first_utt
+    notes_stop, translate_stop = asyncio.Event(), asyncio.Event()
     notes_task = (asyncio.create_task(notes(run.session_dir, notes_stop, run.view.notice))
                   if notes else None)
-    translate_stop = asyncio.Event()
     translate_task = (asyncio.create_task(run.translator.run(translate_stop))
                       if run.translator is not None else None)
     try:
-        pump = asyncio.create_task(run.pump(source))
-        done, _ = await asyncio.wait({pump, client_task}, return_when=asyncio.FIRST_COMPLETED)
-        if client_task in done:  # refused key, bad URL...: nothing more can be sent
-            pump.cancel()
-            client_task.result()
-        await pump
-        client_stop.set()
-        run.view.set_state("draining", f"{client.owed} captions owed")
-        try:
-            await asyncio.wait_for(client_task, settings.drain_timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("gave up waiting for %d finals; their audio stays in %s", client.owed,
-                        run.spool.directory)
+        await capture.run(source, resume, run.stop)
     finally:
         run.stop.set()
-        client_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await client_task
         translate_stop.set()  # drains (bounded) while the notes are finished
         if notes_task is not None:  # the last update sees every final journaled above
             notes_stop.set()
@@ -393,8 +339,8 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
             run.view.set_state("draining", "translating the last captions")
             with contextlib.suppress(asyncio.CancelledError):
                 await translate_task
-        run.result.owed = client.owed
-        run.result.reconnects = client.stats.reconnects
+        run.result.owed = capture.owed
+        run.result.reconnects = capture.reconnects
         run.view.set_state("closed", "")
 
 
@@ -411,7 +357,7 @@ async def _caption_page(stack: contextlib.AsyncExitStack, run: LiveRun) -> Capti
 
 
 def _ready(run: LiveRun, attr: str) -> str | None:
-    ready = run.client.ready if run.client else None
+    ready = run.capture.ready if run.capture else None
     return getattr(ready, attr) if ready else None
 
 

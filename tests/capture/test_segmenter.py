@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 
 from capture.segmenter import (
     Segmenter,
-    Utterance,
     UtteranceAudio,
     UtteranceEnded,
     UtterancePaused,
     UtteranceStarted,
 )
+from capture.utterance import Utterance
 from capture.vad import SAMPLE_RATE, WINDOW, VadError, VadOptions
 from tests.speech import PARAGRAPH, have_espeak, silence, synth
 
@@ -90,7 +90,7 @@ def test_four_sentences_give_four_utterances_at_the_speech_boundaries(paragraph)
         assert u.start <= on and u.end >= off, (u, on, off)  # the speech is inside
         assert abs(u.start + pad - on) <= 0.3, (u.start, on)
         assert abs(u.end - pad - off) <= 0.3, (u.end, off)
-        np.testing.assert_array_equal(u.pcm, pcm[samples(u.start) : samples(u.end)])
+        np.testing.assert_array_equal(u.pcm(), pcm[samples(u.start) : samples(u.end)])
 
 
 @needs_espeak
@@ -108,7 +108,7 @@ def test_sixty_second_monologue_is_split_at_max_length_without_losing_audio(mono
         assert after.start == before.end  # contiguous: nothing lost, nothing twice
     first, last = samples(utts[0].start), samples(utts[-1].end)
     assert first <= on and last >= off
-    np.testing.assert_array_equal(np.concatenate([u.pcm for u in utts]), pcm[first:last])
+    np.testing.assert_array_equal(np.concatenate([u.pcm() for u in utts]), pcm[first:last])
     speech_rms = np.sqrt(np.mean(pcm[on:off].astype(np.float64) ** 2))
     for u in utts[:-1]:  # cut between words, not through them
         cut = samples(u.end)
@@ -132,7 +132,8 @@ def test_streamed_audio_arrives_during_speech_and_concatenates_to_the_utterance(
         assert all(isinstance(e, UtteranceAudio) for _, e in audio)
         assert sum(t < off for t, _ in audio) >= 10  # partials possible while still spoken
         utterance = mine[-1][1].utterance
-        np.testing.assert_array_equal(np.concatenate([e.pcm for _, e in audio]), utterance.pcm)
+        assert [id(e.pcm) for _, e in audio] == [id(c) for c in utterance.chunks]  # the same arrays
+        np.testing.assert_array_equal(utterance.pcm(), pcm[samples(utterance.start) : samples(utterance.end)])
 
 
 @needs_espeak
@@ -151,7 +152,7 @@ def test_pause_event_names_exactly_the_utterance_audio_before_the_end_is_decided
         assert pauses, f"no pause event before utterance {end.utt} ended"
         t_pause, last = pauses[-1]
         # The last pause holds the whole utterance, nothing was streamed after it ...
-        assert last.samples == len(end.utterance.pcm)
+        assert last.samples == end.utterance.samples
         assert last.end == pytest.approx(end.end)
         assert all(not isinstance(e, UtteranceAudio) for t, e in mine if t > t_pause)
         # ... and it came a good part of the pause before the end was decided.
@@ -184,7 +185,7 @@ def test_block_size_does_not_change_the_utterances(paragraph, other_block):
     other = utterances(run(pcm, other_block))
     assert [(u.utt, u.start, u.end) for u in other] == [(u.utt, u.start, u.end) for u in reference]
     for a, b in zip(reference, other, strict=True):
-        np.testing.assert_array_equal(a.pcm, b.pcm)
+        np.testing.assert_array_equal(a.pcm(), b.pcm())
 
 
 @needs_espeak
@@ -287,10 +288,10 @@ def test_utterances_are_exact_disjoint_and_bounded(runs, block, max_s, pad_s, mi
     end = -1.0
     for u in utts:
         assert u.start >= end and 0 < u.end - u.start <= max_s + 1e-9
-        np.testing.assert_array_equal(u.pcm, pcm[samples(u.start) : samples(u.end)])
+        np.testing.assert_array_equal(u.pcm(), pcm[samples(u.start) : samples(u.end)])
         streamed = [e.pcm for e in events if isinstance(e, UtteranceAudio) and e.utt == u.utt]
-        np.testing.assert_array_equal(np.concatenate(streamed or [u.pcm[:0]]), u.pcm)
-        assert np.abs(u.pcm.astype(np.int32)).max() > 1000  # no utterance without speech
+        np.testing.assert_array_equal(np.concatenate(streamed or [u.pcm()[:0]]), u.pcm())
+        assert np.abs(u.pcm().astype(np.int32)).max() > 1000  # no utterance without speech
         end = u.end
     assert [u.utt for u in utts] == list(range(len(utts)))
     covered = np.zeros(len(pcm), dtype=bool)

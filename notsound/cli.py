@@ -561,6 +561,29 @@ def _export_translations(folder: Path, args: argparse.Namespace) -> dict[int, st
 
 # -- wiring ------------------------------------------------------------------
 
+
+class _Parser(argparse.ArgumentParser):
+    """Takes a subcommand's options before, between and after its positionals
+    (``ask SESSION --out DIR "question"``), as people type them.
+
+    A parser of subcommands (``notsound``, ``notsound keys``) parses as usual;
+    the subcommand it picks parses intermixed (all options first, then the
+    positionals), which argparse supports only for parsers without subcommands.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing or any(action.nargs in (argparse.PARSER, argparse.REMAINDER)
+                                    for action in self._actions if not action.option_strings):
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back here twice
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 #: subcommand builders in the order ``notsound --help`` lists them
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_live, _add_serve, _add_devices, _add_models, _add_keys,
@@ -569,7 +592,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="notsound", description="Live lecture captions, notes and summaries."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -172,6 +172,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
     from .liverun import LiveSettings, run_live
+    from .view import format_speed
 
     flags = {name: getattr(args, name, None) for name in (
         "server", "key_file", "ca_file", "input", "fast", "device", "session", "out",
@@ -191,7 +192,10 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
     notes = _notes_runner(settings, toml)
     translate = _translate_runner(settings, toml)
     result = asyncio.run(run_live(settings, worker, notes=notes, translate=translate))
-    latency = f", caption latency p50 {statistics.median(result.latencies):.2f} s" if result.latencies else ""
+    if settings.fast:  # how fast it went; its latency would be time queued behind the worker
+        latency = f", {format_speed(result.audio_s, result.wall_s)}" if result.finals else ""
+    else:
+        latency = f", caption latency p50 {statistics.median(result.latencies):.2f} s" if result.latencies else ""
     owed = f", {result.owed} still owed: run the same session again to send them" if result.owed else ""
     print(f"session folder: {result.session_dir}  ({result.finals} new captions{latency}{owed})",
           file=sys.stderr)

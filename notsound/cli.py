@@ -336,7 +336,8 @@ def _cmd_keys(args: argparse.Namespace, toml: dict) -> int:
 
 
 def _add_notes(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("notes", help="bring notes.md of a session up to date (LLM, or an outline without a key)")
+    p = sub.add_parser("notes", help="bring notes.md of a session up to date (LLM, or an outline without a key)",
+                       epilog=NOTES_KEY_HELP)
     p.add_argument("session", metavar="SESSION", help="session folder, or the name of one under --out")
     p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
     p.add_argument("--follow", action="store_true", help="keep updating until the lecture ends (or Ctrl-C)")
@@ -345,6 +346,16 @@ def _add_notes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's slides (.pptx, .pdf, .md, .txt) as a glossary; stored in the session")
     p.set_defaults(func=_cmd_notes)
+
+
+#: how ``notsound notes --help`` says to turn LLM notes on (the outline's notes.md points here)
+NOTES_KEY_HELP = (
+    "LLM notes need an API key: set DEEPSEEK_API_KEY (DeepSeek, the default) or NOTSOUND_LLM_API_KEY "
+    "(any OpenAI-compatible API, with NOTSOUND_LLM_BASE_URL and NOTSOUND_LLM_MODEL; a local Ollama "
+    "takes any non-empty key), or name a file holding the key with NOTSOUND_LLM_KEY_FILE or "
+    "key_file in the [llm] section of notsound.toml. Without a key, notes.md is an outline: the "
+    "key sentences of every few minutes under their keywords."
+)
 
 
 def _cmd_notes(args: argparse.Namespace, toml: dict) -> int:
@@ -359,6 +370,7 @@ def _cmd_notes(args: argparse.Namespace, toml: dict) -> int:
         if not args.follow:  # a lecture still running may not have said anything yet
             require_finals(folder, "take notes from")
         task = asyncio.run(sm.run_notes(folder, llm, notes, sm.resolve_api_key(llm), follow=args.follow,
+                                        notify=lambda text: print(f"notsound: {text}", file=sys.stderr),
                                         slides=args.slides))
     except (sm.SummarizerError, FolderError) as exc:
         raise CommandError(str(exc), exc.exit_code) from None

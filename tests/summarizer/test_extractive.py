@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from library.history import session_info
 from summarizer import NotesTask
 from summarizer.extractive import extractive_outline, terms
 from summarizer.files import NOTES, NOTES_OUTLINE_LINE
@@ -96,3 +97,15 @@ async def test_without_a_key_existing_llm_notes_are_kept(fake_llm, tmp_path):
     await NotesTask(folder, None, notes_settings(every_s=60), None, told.append).flush()
     assert (folder / NOTES).read_text() == before
     assert told and "keeps the LLM notes" in told[0]
+
+
+async def test_without_a_key_history_titles_the_lecture_by_its_first_sentence_not_the_outlines_keywords(tmp_path):
+    said = ["Today: the method of Lagrange multipliers.", "It might seem amiable to ask why.",
+            "We might ask what a constraint costs, and ask again.", "The amiable answer might wait."]
+    finals = [{"type": "final", "utt": i, "start": 20.0 * i, "end": 20.0 * i + 15, "text": text, "lang": "en"}
+              for i, text in enumerate(said)]
+    folder = write_session(tmp_path / "s", finals)
+    await NotesTask(folder, None, notes_settings(every_s=60)).flush()
+    heading = re.search(r"^## 00:00–05:00 · (.+)$", (folder / NOTES).read_text(), re.M)
+    assert heading and "might" in heading.group(1), "the outline's sections keep their keywords"
+    assert session_info(folder).title == "Today: the method of Lagrange multipliers"

@@ -55,6 +55,8 @@ __all__ = [
     "TRANSCRIPT",
     "META",
     "NOTES",
+    "NOTES_OUTLINE_LINE",
+    "notes_are_outline",
     "SUMMARY",
     "PENDING",
     "SLIDES",
@@ -99,6 +101,8 @@ NOTES = "notes.md"
 SUMMARY = "summary.md"
 PENDING = "pending"
 SLIDES = "slides.json"
+#: the line under the heading of a ``notes.md`` that is an outline made without an LLM
+NOTES_OUTLINE_LINE = "_Outline without an LLM; see `notsound notes --help` to turn LLM notes on._"
 
 #: largest ``session.json`` read
 MAX_META_BYTES = 1 << 20
@@ -239,6 +243,13 @@ def write_meta(session_dir: Path | str, **fields: Any) -> dict[str, Any]:
 def session_ended(session_dir: Path | str) -> bool:
     """Whether the capture side recorded the end of the lecture."""
     return bool(read_meta(session_dir).get("ended"))
+
+
+def notes_are_outline(markdown: str) -> bool:
+    """Whether ``notes.md`` text is an outline made without an LLM, whose section headings
+    are keywords rather than titles (also one written as ``_Extractive outline: ...``)."""
+    return any(line == NOTES_OUTLINE_LINE or line.startswith("_Extractive outline")
+               for line in markdown.splitlines()[:4])
 
 
 # -- names and folders -------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 Each row comes from the session folder alone (:mod:`library.folder`): the
 date from ``session.json`` (else the folder name, else its time), a title
-(the summary's heading, else the notes' first section, else the first words
-said), duration and words from the journal, language and engine, and which of
-notes, summary and slides exist. A session whose journal holds no readable
+(the summary's heading, else the first section of LLM notes, else the first
+sentence said: an outline made without an LLM heads its sections with
+keywords, which name no lecture), duration and words from the journal,
+language and engine, and which of notes, summary and slides exist. A session whose journal holds no readable
 caption is listed with 0 words.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from .folder import (
     Final,
     caption_language,
     list_sessions,
+    notes_are_outline,
     read_finals,
     read_meta,
 )
@@ -35,11 +38,15 @@ __all__ = ["SessionInfo", "session_info", "history", "format_tsv", "format_json"
 
 #: how much of notes.md / summary.md is searched for a heading
 MAX_HEADER_BYTES = 64 * 1024
-#: a title made of the first words said stops at about this many characters
+#: a title made of the first sentence said stops at about this many cells (a Chinese character is two)
 TITLE_CHARS = 48
+#: a first sentence of fewer words ("Okay.", "好的。") is passed over for the next one
+TITLE_MIN_WORDS = 3
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+_CLAUSE_END = re.compile(r"[，、；：,;:]")
 _TIME_RANGE = re.compile(r"^\[?\d+:\d\d(?::\d\d)?\s*[–—-]\s*\d+:\d\d(?::\d\d)?\]?\s*[·:|–—-]?\s*")
 _NAME_DATE = re.compile(r"^(\d{4}-\d\d-\d\d)_(\d\d)(\d\d)")
 
@@ -90,13 +97,17 @@ def fmt_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def _headings(path: Path) -> list[tuple[int, str]]:
-    """``(level, text)`` of the Markdown headings near the top of ``path``."""
+def _head(path: Path) -> str:
+    """The top of a Markdown file ("" when there is none)."""
     try:
         with path.open("rb") as fh:
-            text = fh.read(MAX_HEADER_BYTES).decode("utf-8", "replace")
+            return fh.read(MAX_HEADER_BYTES).decode("utf-8", "replace")
     except OSError:
-        return []
+        return ""
+
+
+def _headings(text: str) -> list[tuple[int, str]]:
+    """``(level, text)`` of the Markdown headings of ``text``."""
     found = []
     for line in text.splitlines():
         match = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
@@ -106,24 +117,46 @@ def _headings(path: Path) -> list[tuple[int, str]]:
 
 
 def _title(folder: Path, finals: Sequence[Final]) -> str:
-    for level, text in _headings(folder / SUMMARY):
+    for level, text in _headings(_head(folder / SUMMARY)):
         if level == 1:
             return text
-    for level, text in _headings(folder / NOTES):
+    notes = _head(folder / NOTES)
+    for level, text in [] if notes_are_outline(notes) else _headings(notes):
         # the document heading names the session ("Lecture notes — NAME"); a section says what was taught
         if level == 2 and (topic := _TIME_RANGE.sub("", text).strip()):
             return topic
-    return _first_words(finals)
+    return _first_sentence(finals)
 
 
-def _first_words(finals: Sequence[Final]) -> str:
-    text = " ".join(f.text for f in finals[:20]).strip()
-    if len(text) <= TITLE_CHARS:
-        return text
-    cut = text[:TITLE_CHARS]
-    if " " in cut and not _CJK.search(cut[-1]):
+def _first_sentence(finals: Sequence[Final]) -> str:
+    """The first sentence said of :data:`TITLE_MIN_WORDS` words or more (else the first),
+    without its full stop, cut to :data:`TITLE_CHARS` cells."""
+    text = " ".join(f.text.strip() for f in finals[:20]).strip()
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    worded = [s for s in sentences if count_words(s) >= TITLE_MIN_WORDS]
+    sentence = (worded or sentences or [""])[0].rstrip(".。")
+    return sentence if _width(sentence) <= TITLE_CHARS else _cut(sentence, TITLE_CHARS - 1) + "…"
+
+
+def _width(text: str) -> int:
+    """Terminal cells of ``text`` (a wide character takes two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _cut(text: str, cells: int) -> str:
+    """The start of ``text`` within ``cells``: Latin at a word boundary, Chinese after a
+    comma in its second half, else at a character."""
+    end, used = 0, 0
+    while end < len(text) and used + _width(text[end]) <= cells:
+        used += _width(text[end])
+        end += 1
+    cut = text[:end]
+    if _CJK.search(text[end - 1:end + 1]):
+        clause = max((m.end() for m in _CLAUSE_END.finditer(cut)), default=0)
+        cut = cut[:clause] if clause > end // 2 else cut
+    elif " " in cut and not text[end].isspace():
         cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip(" ,.;:，。；：、") + "…"
+    return cut.rstrip(" ,.;:，。；：、")
 
 
 def _language(finals: Sequence[Final], meta: dict[str, Any]) -> str:

@@ -172,6 +172,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
     from .liverun import LiveSettings, run_live
+    from .view import format_speed
 
     flags = {name: getattr(args, name, None) for name in (
         "server", "key_file", "ca_file", "input", "fast", "device", "session", "out",
@@ -191,7 +192,10 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
     notes = _notes_runner(settings, toml)
     translate = _translate_runner(settings, toml)
     result = asyncio.run(run_live(settings, worker, notes=notes, translate=translate))
-    latency = f", caption latency p50 {statistics.median(result.latencies):.2f} s" if result.latencies else ""
+    if settings.fast:  # how fast it went; its latency would be time queued behind the worker
+        latency = f", {format_speed(result.audio_s, result.wall_s)}" if result.finals else ""
+    else:
+        latency = f", caption latency p50 {statistics.median(result.latencies):.2f} s" if result.latencies else ""
     owed = f", {result.owed} still owed: run the same session again to send them" if result.owed else ""
     print(f"session folder: {result.session_dir}  ({result.finals} new captions{latency}{owed})",
           file=sys.stderr)
@@ -332,7 +336,8 @@ def _cmd_keys(args: argparse.Namespace, toml: dict) -> int:
 
 
 def _add_notes(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("notes", help="bring notes.md of a session up to date (LLM, or an outline without a key)")
+    p = sub.add_parser("notes", help="bring notes.md of a session up to date (LLM, or an outline without a key)",
+                       epilog=NOTES_KEY_HELP)
     p.add_argument("session", metavar="SESSION", help="session folder, or the name of one under --out")
     p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
     p.add_argument("--follow", action="store_true", help="keep updating until the lecture ends (or Ctrl-C)")
@@ -341,6 +346,16 @@ def _add_notes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's slides (.pptx, .pdf, .md, .txt) as a glossary; stored in the session")
     p.set_defaults(func=_cmd_notes)
+
+
+#: how ``notsound notes --help`` says to turn LLM notes on (the outline's notes.md points here)
+NOTES_KEY_HELP = (
+    "LLM notes need an API key: set DEEPSEEK_API_KEY (DeepSeek, the default) or NOTSOUND_LLM_API_KEY "
+    "(any OpenAI-compatible API, with NOTSOUND_LLM_BASE_URL and NOTSOUND_LLM_MODEL; a local Ollama "
+    "takes any non-empty key), or name a file holding the key with NOTSOUND_LLM_KEY_FILE or "
+    "key_file in the [llm] section of notsound.toml. Without a key, notes.md is an outline: the "
+    "key sentences of every few minutes under their keywords."
+)
 
 
 def _cmd_notes(args: argparse.Namespace, toml: dict) -> int:
@@ -355,6 +370,7 @@ def _cmd_notes(args: argparse.Namespace, toml: dict) -> int:
         if not args.follow:  # a lecture still running may not have said anything yet
             require_finals(folder, "take notes from")
         task = asyncio.run(sm.run_notes(folder, llm, notes, sm.resolve_api_key(llm), follow=args.follow,
+                                        notify=lambda text: print(f"notsound: {text}", file=sys.stderr),
                                         slides=args.slides))
     except (sm.SummarizerError, FolderError) as exc:
         raise CommandError(str(exc), exc.exit_code) from None
@@ -561,6 +577,29 @@ def _export_translations(folder: Path, args: argparse.Namespace) -> dict[int, st
 
 # -- wiring ------------------------------------------------------------------
 
+
+class _Parser(argparse.ArgumentParser):
+    """Takes a subcommand's options before, between and after its positionals
+    (``ask SESSION --out DIR "question"``), as people type them.
+
+    A parser of subcommands (``notsound``, ``notsound keys``) parses as usual;
+    the subcommand it picks parses intermixed (all options first, then the
+    positionals), which argparse supports only for parsers without subcommands.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing or any(action.nargs in (argparse.PARSER, argparse.REMAINDER)
+                                    for action in self._actions if not action.option_strings):
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back here twice
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 #: subcommand builders in the order ``notsound --help`` lists them
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_live, _add_serve, _add_devices, _add_models, _add_keys,
@@ -569,7 +608,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="notsound", description="Live lecture captions, notes and summaries."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -91,12 +91,17 @@ class LiveSettings:
 
 @dataclass
 class LiveResult:
+    """What a run did; ``audio_s`` and ``wall_s`` (``fast`` runs only): seconds of audio
+    captioned in this run and the wall seconds from its first audio to its newest final."""
+
     session_dir: Path
     finals: int = 0
     owed: int = 0
     latencies: list[float] = field(default_factory=list)
     reconnects: int = 0
     dropped_s: float = 0.0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
 
 
 def read_key(key_file: Path | None, env: dict[str, str] | None = None) -> str | None:
@@ -145,7 +150,7 @@ class LiveRun:
     def __init__(self, settings: LiveSettings, view: CaptionView | None = None,
                  vad: VadOptions | None = None):
         self.settings = settings
-        self.view = view or CaptionView(plain=settings.plain or None, clock=self.session_time)
+        self.view = view or CaptionView(plain=settings.plain or None, clock=self.session_time, fast=settings.fast)
         self.vad = vad or VadOptions()
         name = settings.session or default_session_name()
         self.session_dir = session_path(name, settings.out)
@@ -184,6 +189,10 @@ class LiveRun:
         if latency is not None:
             self.result.latencies.append(latency)
         self.result.finals += 1
+        if self.settings.fast:  # its speed: a fast run's latency is only time queued behind the worker
+            self.result.audio_s = max(self.result.audio_s, caption.end - self.offset)
+            self.result.wall_s = time.monotonic() - self.t0
+            self.view.set_pace(self.result.audio_s, self.result.wall_s)
         self.events.write("final", caption.utt, caption.text, start=caption.start, end=caption.end)
         self.view.on_final(caption, latency)
         if self.feed is not None:

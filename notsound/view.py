@@ -38,7 +38,7 @@ from rich.text import Text
 
 from wire.protocol import Caption, Partial
 
-__all__ = ["STATES", "ViewOptions", "CaptionView", "format_timestamp", "count_words"]
+__all__ = ["STATES", "ViewOptions", "CaptionView", "format_timestamp", "format_speed", "count_words"]
 
 #: Connection states :meth:`CaptionView.set_state` accepts.
 STATES = ("connecting", "live", "reconnecting", "draining", "closed")
@@ -94,6 +94,13 @@ def format_timestamp(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def format_speed(audio_s: float, wall_s: float) -> str:
+    """Audio seconds per wall second, ``12.4× real time`` (``–× real time`` before any)."""
+    if not (math.isfinite(audio_s) and math.isfinite(wall_s)) or audio_s <= 0 or wall_s <= 0:
+        return "–× real time"
+    return f"{audio_s / wall_s:.1f}× real time"
 
 
 def count_words(text: str) -> int:
@@ -198,11 +205,14 @@ class CaptionView:
         options: see :class:`ViewOptions`.
         clock: returns the session time in seconds (shown in the status line);
             by default the seconds since :meth:`start`.
+        fast: a run faster than real time (``live --fast``): the status line
+            shows its speed (:meth:`set_pace`) instead of the caption latency,
+            which there measures only the time queued behind the worker.
     """
 
     def __init__(self, console: Console | None = None, plain: bool | None = None, *,
                  options: ViewOptions | None = None,
-                 clock: Callable[[], float] | None = None):
+                 clock: Callable[[], float] | None = None, fast: bool = False):
         self.console = console if console is not None else Console()
         self.plain = (
             plain if plain is not None
@@ -219,6 +229,8 @@ class CaptionView:
         self._words = 0
         self._dropped_s = 0.0
         self._latency: tuple[float, float] | None = None  # (last, p50)
+        self.fast = fast
+        self._pace = (0.0, 0.0)  # (audio seconds captioned, wall seconds taken) of a fast run
         # Bookkeeping of finals.
         self._latencies: deque[float] = deque(maxlen=max(1, self.options.latency_window))
         self._final_utts: set[int] = set()
@@ -320,6 +332,11 @@ class CaptionView:
             raise ValueError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
         self._frozen_time = self.session_time() if state == "closed" else None
         self._state = (state, _short_detail(detail))
+        self._changed()
+
+    def set_pace(self, audio_s: float, wall_s: float) -> None:
+        """A fast run has captioned ``audio_s`` seconds of audio in ``wall_s`` seconds (its status)."""
+        self._pace = (float(audio_s), float(wall_s))
         self._changed()
 
     def set_dropped(self, seconds: float) -> None:
@@ -461,6 +478,16 @@ class CaptionView:
         # A print while Live runs also redraws the live area (the view itself).
         self.console.print(Group(Text(), block) if new_paragraph and para is not None else block)
 
+    def _timing(self) -> Text:
+        """How the captions keep up: a fast run's speed, else the caption latency."""
+        if self.fast:
+            speed = format_speed(*self._pace)
+            return Text(speed, style="dim" if speed.startswith("–") else "")
+        latency = self._latency
+        if latency is None:
+            return Text("latency –", style="dim")
+        return Text(f"latency {latency[0]:.1f} s (p50 {latency[1]:.1f} s)")
+
     def _status(self) -> Text:
         state, detail = self._state
         mark, style = _STATE_STYLE[state]
@@ -474,12 +501,7 @@ class CaptionView:
         if self._dropped_s > 0:  # news: shown early, before it can be cropped
             dropped.stylize("bold red")
             status.append_text(Text.assemble(sep, dropped))
-        latency = self._latency
-        status.append(*sep)
-        if latency is None:
-            status.append("latency –", style="dim")
-        else:
-            status.append(f"latency {latency[0]:.1f} s (p50 {latency[1]:.1f} s)")
+        status.append_text(Text.assemble(sep, self._timing()))
         behind, waited, since = self._translation_lag or (0, 0.0, 0.0)
         if behind > 0:  # news, like dropped audio: before the words; the oldest keeps waiting
             waited += time.monotonic() - since

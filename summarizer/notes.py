@@ -134,8 +134,7 @@ class NotesTask:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and update until ``stop`` is set; never raises for LLM or file trouble."""
         if self.mode == "extractive":
-            self._notices.tell("nokey", "LLM notes are off (no API key): notes.md keeps an outline; "
-                                "set DEEPSEEK_API_KEY or NOTSOUND_LLM_API_KEY")
+            self._tell_no_key()
         try:
             while not stop.is_set():
                 await self.step(final=False)
@@ -215,6 +214,10 @@ class NotesTask:
 
     # -- extractive ----------------------------------------------------------------
 
+    def _tell_no_key(self) -> None:
+        """How to turn LLM notes on: told once, in the terminal (``notes.md`` says it in one line)."""
+        self._notices.tell("nokey", f"LLM notes are off, notes.md gets an outline instead; {no_key_help()}")
+
     def _extractive_step(self, final: bool) -> bool:
         if self._off:
             self._notices.tell("keep", f"{self._off}; set a key to continue them")
@@ -225,9 +228,8 @@ class NotesTask:
         outline = extractive_outline(
             self._finals, window_s=self.settings.extract_window_s, per_window=self.settings.extract_sentences
         )
-        notice = "LLM notes are off (no API key). " + no_key_help()
         try:
-            write_notes(self.notes_path, render_outline(outline, self.session_dir.name, self.state.lang, notice))
+            write_notes(self.notes_path, render_outline(outline, self.session_dir.name, self.state.lang))
             self.state.utts.update(f.utt for f in self._pending)
             save_state(self.session_dir / NOTES_STATE, self.state)
         except (OSError, LLMOutputError) as exc:
@@ -383,7 +385,7 @@ async def run_notes(
         finally:
             watcher.cancel()
     elif task.mode == "extractive" and not task.stopped_reason:
-        task._notices.tell("nokey", f"LLM notes are off, notes.md gets an extractive outline: {no_key_help()}")
+        task._tell_no_key()
     await task.flush()
     if task.stopped_reason and task.mode == "extractive":
         raise NoAPIKeyError(f"{task.stopped_reason}; to continue them: {no_key_help()}")

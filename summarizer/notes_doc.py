@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import LLMOutputError
 from .extractive import Sentence
-from .files import write_atomic
+from .files import NOTES_OUTLINE_LINE, write_atomic
 from .prompts import notes_title
 from .transcript import fmt_time
 
@@ -122,11 +122,10 @@ def render_notes(state: NotesState, session: str, model: str) -> str:
     return "\n".join(lines)
 
 
-def render_outline(
-    outline: Sequence[tuple[str, Sequence[Sentence]]], session: str, lang: str, notice: str
-) -> str:
-    """``notes.md`` without an LLM: the extractive outline."""
-    lines = [f"# {notes_title(lang)} — {session}", "", f"_Extractive outline: {notice}_", ""]
+def render_outline(outline: Sequence[tuple[str, Sequence[Sentence]]], session: str, lang: str) -> str:
+    """``notes.md`` without an LLM: the extractive outline under one short line saying so
+    (how to turn LLM notes on is told in the terminal and in ``notsound notes --help``)."""
+    lines = [f"# {notes_title(lang)} — {session}", "", NOTES_OUTLINE_LINE, ""]
     for heading, sentences in outline:
         lines += [f"## {heading}", ""]
         lines += [f"- [{fmt_time(s.time)}] {s.text}" for s in sentences]

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from library.folder import (
     NOTES,
+    NOTES_OUTLINE_LINE,
     SLIDES,
     SUMMARY,
     TRANSCRIPT,
@@ -18,7 +19,14 @@ from library.folder import (
     read_finals,
     write_meta,
 )
-from library.history import count_words, format_tsv, history, render_table, session_info
+from library.history import (
+    TITLE_CHARS,
+    count_words,
+    format_tsv,
+    history,
+    render_table,
+    session_info,
+)
 from notsound.cli import main
 
 
@@ -134,3 +142,36 @@ def test_a_failed_resume_keeps_the_earlier_session(env, tmp_path, capsys):
     assert main(["live", "--input", str(bad), "--fast", "--engine", "fake", "--no-notes", "--plain",
                  "--out", str(out), "--session", "s1"]) == 1
     assert [f.text for f in read_finals(folder)] == ["kept"]
+
+
+LAGRANGE = ["Today: the method of Lagrange multipliers.", "It might seem amiable to ask why we might need it.",
+            "We ask what the constraint might cost."]
+
+
+@pytest.mark.parametrize("provenance", [NOTES_OUTLINE_LINE, "_Extractive outline: LLM notes are off (no API key)._"])
+def test_an_outline_made_without_an_llm_gives_no_title_the_first_sentence_does(tmp_path, provenance):
+    folder = _session(tmp_path, "s", LAGRANGE)
+    (folder / NOTES).write_text(f"# Lecture notes — s\n\n{provenance}\n\n## 00:00–05:00 · might, amiable, ask\n"
+                                "- [00:00] It might seem amiable to ask why we might need it.\n")
+    assert session_info(folder).title == "Today: the method of Lagrange multipliers"
+
+
+def test_a_filler_first_sentence_is_passed_over_and_a_long_one_cut_at_a_word(tmp_path):
+    folder = _session(tmp_path, "s", ["Okay.", "Right, so.", "Today we derive backpropagation from the chain rule "
+                                      "and then apply it to a small two-layer network."])
+    title = session_info(folder).title
+    assert title == "Today we derive backpropagation from the chain…"
+    assert len(title) <= TITLE_CHARS
+
+
+def test_a_short_first_sentence_is_the_title_when_nothing_else_is_said(tmp_path):
+    assert session_info(_session(tmp_path, "s", ["Okay."])).title == "Okay"
+
+
+def test_a_chinese_title_is_the_first_sentence_cut_after_a_comma_or_at_a_character(tmp_path):
+    said = ["今天我们讲反向传播算法的推导过程，然后用链式法则计算每一层参数的梯度。", "下面开始。"]
+    assert session_info(_session(tmp_path, "a", said, lang="zh")).title == "今天我们讲反向传播算法的推导过程…"
+    short = session_info(_session(tmp_path, "b", ["今天我们讲反向传播。", "梯度从输出层传回来。"], lang="zh"))
+    assert short.title == "今天我们讲反向传播"
+    unbroken = session_info(_session(tmp_path, "c", ["卷积神经网络" * 6 + "。"], lang="zh")).title
+    assert unbroken == ("卷积神经网络" * 6)[:23] + "…"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -177,7 +178,9 @@ def test_cli_live_with_fake_engine_prints_finals_and_session_folder(lecture_wav,
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
     assert len(lines) == len(speech.PARAGRAPH)
     assert all(line.split("] ", 1)[1].startswith("fake ") for line in lines)
-    assert str(tmp_path / "cli") in proc.stderr
+    closing = [line for line in proc.stderr.splitlines() if line.startswith("session folder:")]
+    assert closing and str(tmp_path / "cli") in closing[0]
+    assert re.search(r"\d+\.\d× real time\)$", closing[0]) and "latency" not in closing[0], closing[0]
 
 
 def test_cli_rejects_fast_without_input_and_missing_file(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from notsound.view import CaptionView, ViewOptions, count_words, format_timestamp
+from notsound.view import CaptionView, ViewOptions, count_words, format_speed, format_timestamp
 from wire.protocol import Caption, Partial
 
 
@@ -161,6 +161,27 @@ def test_status_line_shows_state_time_latency_words_and_dropped(view: CaptionVie
     view.set_state("closed")
     clock[0] = 999.0
     assert "02:05" in live_area(view)  # session time stops with the session
+
+
+def test_a_fast_run_shows_its_speed_not_the_latency_of_its_queue(clock: list[float]):
+    view = CaptionView(tty_console(), options=ViewOptions(auto_refresh=False), clock=lambda: clock[0],
+                       fast=True)
+    view.set_state("live")
+    assert "–× real time" in lines(live_area(view))[-1]
+    clock[0] = 186.0
+    view.on_final(final(0, 170.0, 180.0, "one two three"), latency_s=8.84)
+    view.set_pace(180.0, 14.5)
+    status = lines(live_area(view))[-1]
+    assert "12.4× real time" in status and "latency" not in status and "3 words" in status
+    view.set_state("closed")
+    view.stop()
+    assert "12.4× real time" in lines(live_area(view))[-1], "the last status keeps it"
+
+
+def test_format_speed_is_audio_seconds_per_wall_second():
+    assert format_speed(180.0, 14.5) == "12.4× real time"
+    assert format_speed(30.0, 60.0) == "0.5× real time"
+    assert format_speed(0.0, 3.0) == format_speed(5.0, 0.0) == "–× real time"
 
 
 def test_status_line_stays_one_line_on_a_narrow_terminal(view: CaptionView):

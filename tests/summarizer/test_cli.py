@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from notsound.cli import main
+from summarizer import no_key_help
+from summarizer.files import NOTES_OUTLINE_LINE
 
 from .conftest import CANARY
 
@@ -43,11 +47,23 @@ def test_summary_of_an_unknown_session_exits_2(env, tmp_path, capsys):
     assert "no session 'nope'" in capsys.readouterr().err
 
 
-def test_notes_without_a_key_writes_the_outline(env, session, capsys):
+def test_notes_without_a_key_writes_the_outline_and_tells_the_set_up_in_the_terminal_once(env, session, capsys):
     folder = session(6)
     assert main(["-q", "notes", str(folder)]) == 0
-    assert "Extractive outline" in (folder / "notes.md").read_text()
-    assert capsys.readouterr().out.strip() == str(folder / "notes.md")
+    text = (folder / "notes.md").read_text()
+    assert NOTES_OUTLINE_LINE in text and "API_KEY" not in text
+    out, err = capsys.readouterr()
+    assert out.strip() == str(folder / "notes.md")
+    assert err.count("DEEPSEEK_API_KEY") == 1 and err.startswith("notsound: LLM notes are off")
+    assert "NOTSOUND_LLM_API_KEY" in err and "NOTSOUND_LLM_KEY_FILE" in err
+
+
+def test_notes_help_says_how_to_turn_llm_notes_on(capsys):
+    with pytest.raises(SystemExit):
+        main(["notes", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name in re.findall(r"\b[A-Z][A-Z_]{4,}\b|\[llm\] key_file", no_key_help()):
+        assert name.replace("[llm] ", "") in help_text, name
 
 
 def test_notes_with_the_loopback_server_writes_llm_notes(env, session, fake_llm):

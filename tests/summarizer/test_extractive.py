@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 
+from library.history import session_info
 from summarizer import NotesTask
 from summarizer.extractive import extractive_outline, terms
-from summarizer.files import NOTES
+from summarizer.files import NOTES, NOTES_OUTLINE_LINE
 from summarizer.transcript import Final
 
 from .conftest import CANARY, llm_settings, notes_settings
@@ -51,7 +52,7 @@ def test_the_most_informative_sentences_of_each_window_are_kept_in_order():
     assert "gradient" in outline[1][0] and "principal" in outline[0][0]
 
 
-async def test_without_a_key_notes_md_is_an_extractive_outline_and_says_so_once(tmp_path):
+async def test_without_a_key_notes_md_is_an_outline_and_the_set_up_is_told_once_not_written(tmp_path):
     folder = write_session(tmp_path / "s", synthetic_finals(22))
     told: list[str] = []
     task = NotesTask(folder, None, notes_settings(every_s=60), None, told.append)
@@ -65,22 +66,26 @@ async def test_without_a_key_notes_md_is_an_extractive_outline_and_says_so_once(
     await runner
     await task.flush()
     text = (folder / NOTES).read_text()
-    assert text.startswith("# Lecture notes — s\n") and "DEEPSEEK_API_KEY" in text
+    assert text.startswith(f"# Lecture notes — s\n\n{NOTES_OUTLINE_LINE}\n\n## 00:00–05:00 · ")
+    assert "notsound notes --help" in NOTES_OUTLINE_LINE and len(NOTES_OUTLINE_LINE) < 80
+    assert "API_KEY" not in text and [line for line in text.splitlines() if line.startswith("_")] == [
+        NOTES_OUTLINE_LINE], "one short line, not the set-up instructions"
     windows = re.findall(r"^## (\d\d:\d\d)–(\d\d:\d\d) · (.+)$", text, re.M)
     assert [w[0] for w in windows] == ["00:00", "05:00", "10:00", "15:00", "20:00"]
     assert "gradient" in windows[0][2] and "backpropagation" in windows[2][2]  # topics last 10 min
     assert len(re.findall(r"^- \[\d\d:\d\d\] ", text, re.M)) == 5 * 3
-    assert len(told) == 1 and "LLM notes are off" in told[0] and "DEEPSEEK_API_KEY" in told[0]
+    assert len(told) == 1 and "LLM notes are off" in told[0]
+    assert all(name in told[0] for name in ("DEEPSEEK_API_KEY", "NOTSOUND_LLM_API_KEY", "NOTSOUND_LLM_KEY_FILE"))
 
 
 async def test_a_key_added_later_replaces_the_outline_with_llm_notes(fake_llm, tmp_path):
     folder = write_session(tmp_path / "s", synthetic_finals(4))
     await NotesTask(folder, None, notes_settings(every_s=60)).flush()
-    assert "Extractive outline" in (folder / NOTES).read_text()
+    assert NOTES_OUTLINE_LINE in (folder / NOTES).read_text()
     task = NotesTask(folder, llm_settings(fake_llm), notes_settings(every_s=60), CANARY)
     await task.flush()
     text = (folder / NOTES).read_text()
-    assert "Extractive outline" not in text and "_Live notes by deepseek-chat" in text
+    assert NOTES_OUTLINE_LINE not in text and "_Live notes by deepseek-chat" in text
     assert task.pending == 0 and len(task.state.sections) >= 2
 
 
@@ -92,3 +97,15 @@ async def test_without_a_key_existing_llm_notes_are_kept(fake_llm, tmp_path):
     await NotesTask(folder, None, notes_settings(every_s=60), None, told.append).flush()
     assert (folder / NOTES).read_text() == before
     assert told and "keeps the LLM notes" in told[0]
+
+
+async def test_without_a_key_history_titles_the_lecture_by_its_first_sentence_not_the_outlines_keywords(tmp_path):
+    said = ["Today: the method of Lagrange multipliers.", "It might seem amiable to ask why.",
+            "We might ask what a constraint costs, and ask again.", "The amiable answer might wait."]
+    finals = [{"type": "final", "utt": i, "start": 20.0 * i, "end": 20.0 * i + 15, "text": text, "lang": "en"}
+              for i, text in enumerate(said)]
+    folder = write_session(tmp_path / "s", finals)
+    await NotesTask(folder, None, notes_settings(every_s=60)).flush()
+    heading = re.search(r"^## 00:00–05:00 · (.+)$", (folder / NOTES).read_text(), re.M)
+    assert heading and "might" in heading.group(1), "the outline's sections keep their keywords"
+    assert session_info(folder).title == "Today: the method of Lagrange multipliers"

@@ -21,6 +21,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
 from common.limits import TokenBucket
 from wire.protocol import (
     CLOSE_NORMAL,
@@ -296,7 +297,7 @@ class StreamClient:
                     upto = len(item.chunks)
                     backlog = np.concatenate(item.chunks[state[0]:upto])
                     for frame in _frames(backlog):
-                        seconds = len(frame) / 2 / 16000
+                        seconds = len(frame) / BYTES_PER_SAMPLE / SAMPLE_RATE
                         while not bucket.take(seconds):
                             await asyncio.sleep(max(bucket.wait_time(seconds), 0.001))
                         await ws.send(frame)

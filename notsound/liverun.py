@@ -35,6 +35,7 @@ from capture.segmenter import (
 )
 from capture.spool import Spool
 from capture.vad import VadOptions
+from common.audio import SAMPLE_RATE
 from library.folder import Journal, default_session_name, remove_if_unused, session_path
 from live.keys import KeyStore
 from live.server import Worker, WorkerSettings
@@ -355,7 +356,7 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: Any,
     run.client = client
     for item in run.spool.recover(run.journal.utts):
         client.resend(item.utt, item.start, item.pcm)
-        run.offset = max(run.offset, item.start + len(item.pcm) / 16000)
+        run.offset = max(run.offset, item.start + len(item.pcm) / SAMPLE_RATE)
         run.first_utt = max(run.first_utt, item.utt + 1)
     client_stop, notes_stop = asyncio.Event(), asyncio.Event()
     client_task = asyncio.create_task(client.run(client_stop))

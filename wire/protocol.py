@@ -64,6 +64,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+
 __all__ = [
     "PROTOCOL_VERSION",
     "SAMPLE_RATE",
@@ -110,9 +112,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-SAMPLE_RATE = 16_000
 #: One second of int16 mono audio at 16 kHz.
-MAX_AUDIO_FRAME_BYTES = 32_000
+MAX_AUDIO_FRAME_BYTES = SAMPLE_RATE * BYTES_PER_SAMPLE
 #: Upper bound of any JSON text frame; a final of a 30 s utterance fits easily.
 MAX_TEXT_FRAME_BYTES = 64 * 1024
 MAX_SESSION_NAME = 128

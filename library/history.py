@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from common.script import count_words, is_cjk
+
 from .folder import (
     NOTES,
     SLIDES,
@@ -38,8 +40,6 @@ MAX_HEADER_BYTES = 64 * 1024
 #: a title made of the first words said stops at about this many characters
 TITLE_CHARS = 48
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 _TIME_RANGE = re.compile(r"^\[?\d+:\d\d(?::\d\d)?\s*[–—-]\s*\d+:\d\d(?::\d\d)?\]?\s*[·:|–—-]?\s*")
 _NAME_DATE = re.compile(r"^(\d{4}-\d\d-\d\d)_(\d\d)(\d\d)")
 
@@ -74,12 +74,6 @@ class SessionInfo:
         row["started"] = self.started.isoformat(timespec="seconds") if self.started else None
         row["duration_s"] = round(self.duration_s, 3)
         return row
-
-
-def count_words(text: str) -> int:
-    """Words of ``text``: each CJK character counts one, each Latin word or number one."""
-    cjk = len(_CJK.findall(text))
-    return cjk + len(_LATIN_WORD.findall(_CJK.sub(" ", text)))
 
 
 def fmt_duration(seconds: float) -> str:
@@ -121,7 +115,7 @@ def _first_words(finals: Sequence[Final]) -> str:
     if len(text) <= TITLE_CHARS:
         return text
     cut = text[:TITLE_CHARS]
-    if " " in cut and not _CJK.search(cut[-1]):
+    if " " in cut and not is_cjk(cut[-1]):
         cut = cut.rsplit(" ", 1)[0]
     return cut.rstrip(" ,.;:，。；：、") + "…"
 

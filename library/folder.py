@@ -1,4 +1,4 @@
-"""The session folder: the one module that reads and writes it (standard library only).
+"""The session folder: the one module that reads and writes it (standard library and wire only).
 
 Every package imports the format from here; the line codec and reader live
 in :mod:`library.journal` and the atomic writer in :mod:`library.atomic`,
@@ -12,7 +12,7 @@ Layout of ``OUT/SESSION/`` (see DESIGN.md, "Session directory")::
     summary.md         the final summary
     pending/           audio still owed a final (capture's spool)
 
-A journal line is the worker's final message::
+A journal line is the worker's final message (one encoder, :func:`wire.protocol.encode_caption`)::
 
     {"type":"final","utt":3,"start":12.5,"end":15.0,"text":"...","lang":"en","emotion":"NEUTRAL","events":[]}
 

@@ -43,9 +43,10 @@ from typing import Any
 
 import numpy as np
 
+from common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "bench" / "out"
-SAMPLE_RATE = 16_000
 
 SENTENCES = [
     "Good morning everyone, today we talk about the water cycle.",
@@ -431,7 +432,7 @@ class Campaign:
 
 
 def _wav_seconds(path: Path) -> float:
-    return (path.stat().st_size - 44) / 2 / SAMPLE_RATE
+    return (path.stat().st_size - 44) / BYTES_PER_SAMPLE / SAMPLE_RATE
 
 
 def _lines(path: Path) -> int:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.script import HAN_RUN  # noqa: E402
 from library.folder import Final, encode_final, write_meta  # noqa: E402
 from library.index import INDEX_NAME, open_index  # noqa: E402
 from tests.summarizer.synthetic import TOPICS_EN, TOPICS_ZH  # noqa: E402
@@ -77,7 +78,7 @@ def chinese_vocabulary(rng: random.Random, size: int) -> list[str]:
     with jieba.dt.get_dict_file() as fh:
         for line in fh:
             word, freq = line.decode("utf-8").split()[:2]
-            if 2 <= len(word) <= 4 and int(freq) >= 200 and all("\u4e00" <= ch <= "\u9fff" for ch in word):
+            if 2 <= len(word) <= 4 and int(freq) >= 200 and HAN_RUN.fullmatch(word):
                 words.append(word)
     return rng.sample(words, min(size, len(words)))
 

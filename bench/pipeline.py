@@ -36,6 +36,7 @@ from rich.console import Console
 from bench.speech import read_wav
 from bench.worker import WorkerProcess
 from capture.vad import VadOptions
+from common.audio import SAMPLE_RATE
 from live.server import WorkerSettings
 from notsound.liverun import LiveSettings, run_live
 from notsound.view import CaptionView
@@ -172,7 +173,7 @@ def concurrency_part(worker: WorkerProcess, wavs_for: Callable[[int], list[Path]
     holds = None
     skipped = None
     for n in levels:
-        needed = max(len(read_wav(p)) for p in wavs_for(n)) / 16000 + 20
+        needed = max(len(read_wav(p)) for p in wavs_for(n)) / SAMPLE_RATE + 20
         if time_left() < needed:
             skipped = n
             log(f"    {n} streams: skipped, the time budget is spent")

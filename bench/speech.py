@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.audio import SAMPLE_RATE
+
 __all__ = [
     "SAMPLE_RATE", "SENTENCES", "LECTURE", "missing_tools", "synth", "utterance",
     "lecture", "pick_sentences", "write_wav", "read_wav",
 ]
 
-SAMPLE_RATE = 16_000
 CACHE = Path(__file__).resolve().parent / "out" / "speech"
 
 #: the short paragraph of the engine-only RTF bench

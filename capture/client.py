@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from capture.utterance import Utterance
+from common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
 from common.limits import TokenBucket
 from wire.protocol import (
     CLOSE_NORMAL,
@@ -334,7 +335,7 @@ class StreamClient:
                     # Whatever accumulated goes out in frames of up to 1 s.
                     upto = len(utterance.chunks)
                     for frame in _frames(utterance.chunks[state.chunks:upto]):
-                        seconds = len(frame) / 2 / 16000
+                        seconds = len(frame) / BYTES_PER_SAMPLE / SAMPLE_RATE
                         while not bucket.take(seconds):
                             await asyncio.sleep(max(bucket.wait_time(seconds), 0.001))
                         await ws.send(frame)

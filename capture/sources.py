@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.audio import SAMPLE_RATE
+
 __all__ = [
     "SAMPLE_RATE",
     "CaptureError",
@@ -38,7 +40,6 @@ __all__ = [
     "resolve_input_device",
 ]
 
-SAMPLE_RATE = 16_000
 PORTAUDIO_HINT = (
     "PortAudio is missing: apt install libportaudio2 (Debian/Ubuntu) or brew install portaudio"
 )

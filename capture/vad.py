@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from capture.sources import CaptureError
+from common.audio import SAMPLE_RATE
 
 __all__ = ["SAMPLE_RATE", "WINDOW", "VadError", "VadOptions", "SileroVad"]
 
-SAMPLE_RATE = 16_000
 WINDOW = 512  # samples per model call at 16 kHz; fixed by the Silero model
 
 

@@ -1,4 +1,5 @@
-"""Atomic, durable file replacement: a reader (or a crash) sees the old or the new file.
+"""Durable writes: atomic replacement (a reader, or a crash, sees the old or the new file)
+and appending records to a line file (a crash leaves at most a torn last line).
 
 Part of the session-folder format; import these names from
 :mod:`library.folder`. Standard library only.
@@ -12,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_atomic", "write_json_atomic", "remove_stale_temps"]
+__all__ = ["write_atomic", "write_json_atomic", "remove_stale_temps", "append_durable", "append_fd"]
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -74,3 +75,28 @@ def remove_stale_temps(folder: Path | str, name: str) -> int:
             pass
     return count
 
+
+
+def append_durable(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:
+    """Append the whole lines ``data`` to ``path`` (created with ``mode``), as :func:`append_fd`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, mode)
+    try:
+        append_fd(fd, data)
+    finally:
+        os.close(fd)
+
+
+def append_fd(fd: int, data: bytes) -> None:
+    """Append ``data`` to ``fd`` (opened read-write with ``O_APPEND``) in one write, then fsync.
+
+    A file whose last line is torn (a writer died before its newline) gets a
+    newline first, so ``data`` starts on a line of its own and the torn line
+    stays one unreadable line that readers skip.
+    """
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        data = b"\n" + data
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)

@@ -29,17 +29,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common.script import CJK, cjk_share, is_cjk, unspaced
+
 from .folder import Final, fmt_clock, require_finals
 from .history import fmt_duration, session_info
 
 __all__ = ["FORMATS", "SubtitleOptions", "Cue", "build_cues", "wrap_lines", "to_subtitles",
-           "to_transcript", "export_session", "is_cjk"]
+           "to_transcript", "export_session", "mostly_cjk"]
 
 FORMATS = ("srt", "vtt", "txt", "md")
 
-_CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_CJK = re.compile(f"[{_CJK_CHARS}]")
-_PIECES = re.compile(f"[{_CJK_CHARS}]+|\\s+|[^\\s{_CJK_CHARS}]+")
+_PIECES = re.compile(f"[{CJK}]+|\\s+|[^\\s{CJK}]+")
 _STRONG = set(".?!…。？！;；")
 _WEAK = set(",:，：、—–")
 _CLOSERS = "\"'”’)]}）」』》】"
@@ -82,10 +82,10 @@ class Cue:
         return sum(len(line) for line in self.lines)
 
 
-def is_cjk(text: str) -> bool:
+def mostly_cjk(text: str) -> bool:
     """Whether ``text`` is mostly Chinese, Japanese or Korean (by letters)."""
-    letters = sum(1 for ch in text if ch.isalpha())
-    return bool(letters) and len(_CJK.findall(text)) / letters >= 0.3
+    share = cjk_share(text)
+    return share is not None and share >= 0.3
 
 
 # -- tokens and lines -------------------------------------------------------------
@@ -108,7 +108,7 @@ def _tokens(text: str, max_len: int) -> list[str]:
             if out and not out[-1].endswith(" "):
                 out[-1] += " "
             continue
-        words = _segment(piece) if _CJK.match(piece) else [piece]
+        words = _segment(piece) if is_cjk(piece[0]) else [piece]
         for word in words:
             if out and not any(ch.isalnum() for ch in word) and not out[-1].endswith(" "):
                 out[-1] += word
@@ -195,7 +195,7 @@ def _split_events(tokens: list[str], events: int, opts: SubtitleOptions, max_lin
 
 def _caption_pieces(final: Final, opts: SubtitleOptions) -> list[tuple[float, float, list[str]]]:
     """The events of one caption: (start, end, lines), timed in proportion to their length."""
-    max_line = opts.max_line_cjk if is_cjk(final.text) else opts.max_line
+    max_line = opts.max_line_cjk if mostly_cjk(final.text) else opts.max_line
     tokens = _tokens(final.text, max_line)
     total = len(_join(tokens))
     if not total:
@@ -258,7 +258,7 @@ def _subtitle_text(cue: Cue, fmt: str) -> str:
 
 def _second_lines(text: str, parts: int, opts: SubtitleOptions) -> list[list[str]]:
     """A translation laid out over the ``parts`` events of its caption (lines per event)."""
-    max_line = opts.max_line_cjk if is_cjk(text) else opts.max_line
+    max_line = opts.max_line_cjk if mostly_cjk(text) else opts.max_line
     tokens = _tokens(text, max_line)
     if not tokens:
         return [[] for _ in range(parts)]
@@ -315,15 +315,10 @@ def to_subtitles(finals: Sequence[Final], fmt: str, opts: SubtitleOptions | None
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~#])")
 
 
-def _wide(ch: str) -> bool:
-    """A CJK character or full-width punctuation: no space between two of them."""
-    return bool(ch) and (bool(_CJK.match(ch)) or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef")
-
-
 def _glue(left: str, right: str) -> str:
     if not left:
         return right
-    return left + right if _wide(left[-1]) and _wide(right[:1]) else f"{left} {right}"
+    return left + right if unspaced(left[-1]) and right and unspaced(right[0]) else f"{left} {right}"
 
 
 def _md(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The session folder: the one module that reads and writes it (standard library only).
+"""The session folder: the one module that reads and writes it (standard library and wire only).
 
 Every package imports the format from here; the line codec and reader live
 in :mod:`library.journal` and the atomic writer in :mod:`library.atomic`,
@@ -12,7 +12,7 @@ Layout of ``OUT/SESSION/`` (see DESIGN.md, "Session directory")::
     summary.md         the final summary
     pending/           audio still owed a final (capture's spool)
 
-A journal line is the worker's final message::
+A journal line is the worker's final message (one encoder, :func:`wire.protocol.encode_caption`)::
 
     {"type":"final","utt":3,"start":12.5,"end":15.0,"text":"...","lang":"en","emotion":"NEUTRAL","events":[]}
 
@@ -36,7 +36,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .atomic import remove_stale_temps, write_atomic, write_json_atomic
+from .atomic import append_durable, append_fd, remove_stale_temps, write_atomic, write_json_atomic
 from .journal import (
     TRANSCRIPT,
     Final,
@@ -79,6 +79,7 @@ __all__ = [
     "write_meta",
     "session_ended",
     "write_atomic",
+    "append_durable",
     "write_json_atomic",
     "remove_stale_temps",
     "resolve_session",
@@ -152,9 +153,10 @@ class Journal:
     """Appends finals to ``transcript.jsonl``, each line fsynced, no ``utt`` twice.
 
     Opening a journal reads what it holds (a resumed session continues:
-    :attr:`next_utt`, :attr:`last_end`) and ends a torn last line with a
-    newline so it cannot glue onto the next one. :meth:`append` takes a
-    :class:`Final` or any caption-like object (``wire.protocol.Caption``).
+    :attr:`next_utt`, :attr:`last_end`). Each final is appended with
+    :func:`~library.atomic.append_fd`, so a torn last line (a writer that died
+    mid-line) gets a newline first and cannot glue onto it. :meth:`append`
+    takes a :class:`Final` or any caption-like object (``wire.protocol.Caption``).
     """
 
     def __init__(self, directory: Path | str):
@@ -168,8 +170,7 @@ class Journal:
         self.utts: set[int] = {f.utt for f in existing}
         self.last_end = max((f.end for f in existing), default=0.0)
         try:
-            self._repair_torn_tail()
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - held for the session
+            self._fh = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - held for the session
         except OSError as exc:
             raise JournalError(f"cannot write {self.path}: {exc.strerror}") from None
 
@@ -178,27 +179,12 @@ class Journal:
         """The number a resumed session continues from."""
         return max(self.utts) + 1 if self.utts else 0
 
-    def _repair_torn_tail(self) -> None:
-        try:
-            with open(self.path, "rb+") as fh:
-                if fh.seek(0, os.SEEK_END) == 0:
-                    return
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        except FileNotFoundError:
-            pass
-
     def append(self, caption: Any) -> bool:
         """Write ``caption`` durably; False (and nothing written) if its utt is known."""
         final = as_final(caption)
         if final.utt in self.utts:
             return False
-        self._fh.write(encode_final(final))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        append_fd(self._fh.fileno(), encode_final(final))
         self.utts.add(final.utt)
         self.last_end = max(self.last_end, final.end)
         return True

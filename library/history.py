@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from common.script import count_words, has_cjk
+
 from .folder import (
     NOTES,
     SLIDES,
@@ -43,7 +45,6 @@ TITLE_CHARS = 48
 #: a first sentence of fewer words ("Okay.", "好的。") is passed over for the next one
 TITLE_MIN_WORDS = 3
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 _CLAUSE_END = re.compile(r"[，、；：,;:]")
@@ -81,12 +82,6 @@ class SessionInfo:
         row["started"] = self.started.isoformat(timespec="seconds") if self.started else None
         row["duration_s"] = round(self.duration_s, 3)
         return row
-
-
-def count_words(text: str) -> int:
-    """Words of ``text``: each CJK character counts one, each Latin word or number one."""
-    cjk = len(_CJK.findall(text))
-    return cjk + len(_LATIN_WORD.findall(_CJK.sub(" ", text)))
 
 
 def fmt_duration(seconds: float) -> str:
@@ -151,7 +146,7 @@ def _cut(text: str, cells: int) -> str:
         used += _width(text[end])
         end += 1
     cut = text[:end]
-    if _CJK.search(text[end - 1:end + 1]):
+    if has_cjk(text[end - 1:end + 1]):
         clause = max((m.end() for m in _CLAUSE_END.finditer(cut)), default=0)
         cut = cut[:clause] if clause > end // 2 else cut
     elif " " in cut and not text[end].isspace():

@@ -1,8 +1,11 @@
 """The journal line: :class:`Final`, its codec and the tolerant incremental reader.
 
 Part of the session-folder format; import these names from
-:mod:`library.folder`. Standard library only. The rules for reading are in
-:mod:`library.folder`'s docstring.
+:mod:`library.folder`. A :class:`Final` is the wire's
+:class:`~wire.protocol.Caption` plus ``raw`` and ``slide``, and its line is
+written by the wire's encoder (the final message, byte for byte, then those
+two fields when set). The rules for reading are in :mod:`library.folder`'s
+docstring.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wire.protocol import Caption, encode_caption
+
 __all__ = ["TRANSCRIPT", "MAX_LINE_BYTES", "Final", "as_final", "encode_final", "decode_final",
            "TranscriptReader", "read_finals"]
 
@@ -29,8 +34,8 @@ _READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
-class Final:
-    """One final caption as the journal stores it.
+class Final(Caption):
+    """One final caption as the journal stores it: the wire caption, checked, plus two fields.
 
     Attributes:
         utt: utterance number, increasing within a session (non-negative).
@@ -44,13 +49,6 @@ class Final:
         slide: the slide on screen while it was said, when known.
     """
 
-    utt: int
-    start: float
-    end: float
-    text: str
-    lang: str = ""
-    emotion: str = ""
-    events: tuple[str, ...] = ()
     raw: str = ""
     slide: int | None = None
 
@@ -70,6 +68,15 @@ class Final:
     def duration(self) -> float:
         return self.end - self.start
 
+    def to_dict(self) -> dict[str, Any]:
+        """The wire final's object, then ``raw`` and ``slide`` when set."""
+        obj = super().to_dict()
+        if self.raw:
+            obj["raw"] = self.raw
+        if self.slide is not None:
+            obj["slide"] = self.slide
+        return obj
+
 
 def as_final(caption: Any) -> Final:
     """A :class:`Final` from any object with a caption's attributes (``wire.protocol.Caption``)."""
@@ -82,17 +89,8 @@ def as_final(caption: Any) -> Final:
 
 
 def encode_final(caption: Any) -> bytes:
-    """The journal line of a caption, newline included (same bytes as the wire final)."""
-    final = as_final(caption)
-    obj: dict[str, Any] = {
-        "type": "final", "utt": final.utt, "start": round(final.start, 3), "end": round(final.end, 3),
-        "text": final.text, "lang": final.lang, "emotion": final.emotion, "events": list(final.events),
-    }
-    if final.raw:
-        obj["raw"] = final.raw
-    if final.slide is not None:
-        obj["slide"] = final.slide
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    """The journal line of a caption, newline included (the wire final's bytes, then raw and slide)."""
+    return (encode_caption(as_final(caption)) + "\n").encode("utf-8")
 
 
 def _opt_str(obj: dict, key: str) -> str:

@@ -19,6 +19,8 @@ import re
 import threading
 from types import ModuleType
 
+from common.script import HAN_RUN, has_han
+
 __all__ = [
     "segment_for_index",
     "query_terms",
@@ -28,8 +30,6 @@ __all__ = [
     "warm_up",
 ]
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_HAN_WORD = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}$")
 #: what ``unicode61`` keeps as token characters: letters and digits (not ``_``)
 _TOKEN = re.compile(r"[^\W_]+")
 _LATIN = re.compile(r"[a-zA-Z][a-zA-Z'\-]{2,}")
@@ -69,10 +69,6 @@ def _segmenter() -> ModuleType:
 def warm_up() -> None:
     """Load jieba's dictionary now (about a second) rather than at the first Chinese text."""
     _segmenter()
-
-
-def has_han(text: str) -> bool:
-    return _HAN.search(text) is not None
 
 
 def segment_for_index(text: str) -> str:
@@ -130,7 +126,7 @@ def chinese_words(text: str) -> list[str]:
     """Chinese words of two characters or more in ``text``, in order (jieba's precise mode)."""
     if not has_han(text):
         return []
-    return [w for w in _segmenter().lcut(text) if _HAN_WORD.match(w)]
+    return [w for w in _segmenter().lcut(text) if len(w) >= 2 and HAN_RUN.fullmatch(w)]
 
 
 def keywords(text: str) -> list[str]:

@@ -11,11 +11,12 @@ session-folder format.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from .atomic import append_durable
 
 __all__ = ["TRANSLATIONS", "Translation", "read_translations", "append_translations"]
 
@@ -94,15 +95,4 @@ def _parse(line: bytes) -> Translation | None:
 
 def append_translations(path: Path, rows: Sequence[Translation]) -> None:
     """Append ``rows`` to ``path`` and fsync (one write: a crash leaves at most a torn last line)."""
-    data = "".join(row.to_json() + "\n" for row in rows).encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line stays on its own
-            data = b"\n" + data
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_durable(path, "".join(row.to_json() + "\n" for row in rows).encode("utf-8"))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.audio import SAMPLE_RATE
 from models import NO_HINTS, DecodeHints, Engine, Transcript
 
 from .calibrate import ANY_BATCH, BatchPolicy, CostModel
@@ -35,9 +36,6 @@ from .calibrate import ANY_BATCH, BatchPolicy, CostModel
 __all__ = ["SchedulerOptions", "Scheduler", "SchedulerStats"]
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
-
 
 @dataclass(frozen=True)
 class SchedulerOptions:

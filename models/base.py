@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.audio import SAMPLE_RATE
+
 __all__ = [
     "SAMPLE_RATE",
     "Transcript",
@@ -22,7 +24,6 @@ __all__ = [
     "as_float32",
 ]
 
-SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ import itertools
 import json
 from pathlib import Path
 
+from common.audio import SAMPLE_RATE
+
 from .base import EngineError
 
 __all__ = ["build_random_sensevoice", "FULL_SIZE", "SPECIAL_TAGS"]
@@ -87,7 +89,7 @@ _CONFIG: dict = {
     "tokenizer_conf": {"bpemodel": None, "unk_symbol": "<unk>", "split_with_space": True},
     "frontend": "WavFrontend",
     "frontend_conf": {
-        "fs": 16000,
+        "fs": SAMPLE_RATE,
         "window": "hamming",
         "n_mels": _NUM_MELS,
         "frame_length": 25,

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from common.script import unspaced
+
 from .base import Transcript
 
 __all__ = [
@@ -54,17 +56,6 @@ _EMOJI = re.compile(
     "]+"
 )
 
-# scripts written without spaces between words (and their punctuation)
-_NO_SPACE = re.compile(
-    "["
-    "\u3000-\u303f"  # CJK symbols and punctuation
-    "\u3040-\u30ff"  # hiragana, katakana
-    "\u31f0-\u31ff"  # katakana phonetic extensions
-    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs
-    "\uff00-\uffef"  # half- and full-width forms
-    "\U00020000-\U0003134f"  # CJK extensions B..G
-    "]"
-)
 
 
 def strip_emoji(text: str) -> str:
@@ -78,7 +69,7 @@ def join_pieces(pieces: list[str]) -> str:
     for piece in pieces:
         if not piece:
             continue
-        if joined and not (_NO_SPACE.match(joined[-1]) and _NO_SPACE.match(piece[0])):
+        if joined and not (unspaced(joined[-1]) and unspaced(piece[0])):
             joined += " "
         joined += piece
     return joined

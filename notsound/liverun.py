@@ -27,6 +27,7 @@ from typing import Any
 from capture.client import ClientOptions, Owed
 from capture.pipeline import AudioSource, CaptureCallbacks, CaptureOptions, CapturePipeline, Resume
 from capture.vad import VadOptions
+from common.secret_file import read_secret_file
 from library.folder import Journal, default_session_name, remove_if_unused, session_path
 from live.keys import KeyStore
 from live.server import Worker, WorkerSettings
@@ -108,11 +109,7 @@ def read_key(key_file: Path | None, env: dict[str, str] | None = None) -> str | 
     """The worker key from a file (first line) or ``NOTSOUND_KEY``; never from a flag."""
     env = dict(os.environ) if env is None else env
     if key_file is not None:
-        try:
-            key = key_file.expanduser().read_text(encoding="utf-8").strip().splitlines()
-        except OSError as exc:
-            raise OSError(f"cannot read key file {key_file}: {exc.strerror}") from None
-        return key[0].strip() if key else None
+        return read_secret_file(key_file, "worker key")
     return env.get("NOTSOUND_KEY") or None
 
 

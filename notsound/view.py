@@ -36,6 +36,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.live import Live
 from rich.text import Text
 
+from common.script import count_words
 from wire.protocol import Caption, Partial
 
 __all__ = ["STATES", "ViewOptions", "CaptionView", "format_timestamp", "format_speed", "count_words"]
@@ -52,9 +53,6 @@ _STATE_STYLE = {
 }
 #: How audio events are shown; ``None`` hides the event ("Speech" is no event).
 _EVENT_LABELS: dict[str, str | None] = {"BGM": "Music", "Speech": None}
-_CJK = re.compile(
-    "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002fa1f]"
-)
 _TIMESTAMP_STYLE = "cyan"
 _PARTIAL_STYLE = "dim"
 _EVENT_STYLE = "dim italic"
@@ -101,13 +99,6 @@ def format_speed(audio_s: float, wall_s: float) -> str:
     if not (math.isfinite(audio_s) and math.isfinite(wall_s)) or audio_s <= 0 or wall_s <= 0:
         return "–× real time"
     return f"{audio_s / wall_s:.1f}× real time"
-
-
-def count_words(text: str) -> int:
-    """Words in ``text``; each Chinese/Japanese character counts as one word."""
-    cjk = len(_CJK.findall(text))
-    rest = _CJK.sub(" ", text).split()
-    return cjk + sum(1 for token in rest if any(ch.isalnum() for ch in token))
 
 
 def _one_line(text: str) -> str:

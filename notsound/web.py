@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from common.limits import TokenBucket, is_loopback
+from common.secret_file import SecretFileError, read_secret_file
 
 from .web_feed import CaptionFeed, FeedFull, FeedLimits, Viewer, render_notes
 
@@ -112,10 +113,9 @@ def parse_web_address(spec: str) -> tuple[str, int]:
 def read_token_file(path: Path) -> str:
     """The viewer token: the first line of ``path`` (16-128 of A-Z a-z 0-9 _ -)."""
     try:
-        with Path(path).expanduser().open(encoding="utf-8") as fh:
-            first = fh.readline(256).strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WebError(f"cannot read the viewer token file {path}: {exc}") from None
+        first = read_secret_file(path, "viewer token")
+    except SecretFileError as exc:
+        raise WebError(str(exc)) from None
     if not _TOKEN.fullmatch(first):
         raise WebError(f"viewer token file {path}: its first line must be 16-128 characters of "
                        "A-Z a-z 0-9 _ - (it goes into the page's URL)")

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.script import HAN_RUN
+
 from .deck import Deck
 
 __all__ = ["AlignOptions", "SlideTracker", "align_texts"]
 
 _LATIN = re.compile(r"[a-z][a-z0-9]+")
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _STOP = frozenset("""a an and are as at be but by can do for from has have how i if in is it its of on
 or so that the then there these this to was we what when which will with you your our they them not
 all one two just more also into about here now very okay right let us see look""".split())
@@ -57,7 +58,7 @@ def _tokens(text: str) -> list[str]:
     lowered = text.lower()
     words = [w[:-1] if len(w) > 4 and w.endswith("s") and not w.endswith("ss") else w
              for w in _LATIN.findall(lowered) if w not in _STOP]
-    for run in _CJK_RUN.findall(lowered):
+    for run in HAN_RUN.findall(lowered):
         words += [run[i:i + 2] for i in range(len(run) - 1)] or [run]
     return words
 

@@ -35,8 +35,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from common.script import HAN_RUN, has_cjk, has_han
+
 from .deck import Deck
-from .vocabulary import build_vocabulary, clean_terms, is_cjk, zipf
+from .vocabulary import build_vocabulary, clean_terms, zipf
 
 __all__ = ["Change", "Correction", "Corrector", "PROTECT_ZIPF", "corrector_for"]
 
@@ -51,7 +53,6 @@ MAX_WINDOW = 3
 #: a word: letters of any script (so "Schrödinger" is one word, never "Schr" + "dinger")
 _WORD = re.compile(r"[^\W\d_][^\W\d_'’]*")
 _JOINER = re.compile(r"^[ \-]?$")
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,9 @@ class Corrector:
         clean = clean_terms(terms)
         # Terms with digits ("GPT-4", "ResNet-50") are left to the recognizer's hints: their
         # letters alone would match "gpt" in "gpt 3.5" and turn it into another version.
-        self.latin = [self._term(t) for t in clean if not is_cjk(t) and len(_letters(t)) >= 3
+        self.latin = [self._term(t) for t in clean if not has_cjk(t) and len(_letters(t)) >= 3
                       and not any(ch.isdigit() for ch in t)]
-        self.chinese = sorted((t for t in clean if is_cjk(t) and _CJK_RUN.fullmatch(t) and len(t) >= 2),
+        self.chinese = sorted((t for t in clean if HAN_RUN.fullmatch(t) and len(t) >= 2),
                               key=len, reverse=True)
         # "Convolutional" makes "convolutional" correct, but "ReLU" does not make "relu" correct
         self.deck_words = {v for w in deck_words for v in {w, w.lower() if w[1:] == w[1:].lower() else w}}
@@ -124,7 +125,7 @@ class Corrector:
         if not text or not (self.latin or self.chinese):
             return Correction(text)
         changes = self._latin_changes(text) if self.latin else []
-        if self.chinese and is_cjk(text):
+        if self.chinese and has_han(text):
             taken = [(c.start, c.start + len(c.original)) for c in changes]
             changes += [c for c in self._chinese_changes(text)
                         if not any(a < c.start + len(c.original) and c.start < b for a, b in taken)]
@@ -207,7 +208,7 @@ class Corrector:
 
     def _chinese_changes(self, text: str) -> list[Change]:
         changes: list[Change] = []
-        for run in _CJK_RUN.finditer(text):
+        for run in HAN_RUN.finditer(text):
             sounds = _pinyin(run.group())
             free = [True] * len(sounds)
             for term in self.chinese:

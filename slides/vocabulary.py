@@ -25,10 +25,12 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
+from common.script import HAN_RUN, has_cjk
+
 from .deck import Deck
 
 __all__ = ["MAX_TERMS", "MAX_TERM_CHARS", "build_vocabulary", "clean_terms", "hotword_text",
-           "zipf", "is_cjk"]
+           "zipf"]
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,6 @@ MAX_TERM_CHARS = 64
 COMMON_ZIPF = 4.0
 WEIGHTS = {"title": 3.0, "text": 1.0, "notes": 0.5}
 
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"(?<![\\\w])[A-Za-z][A-Za-z0-9]*(?:[-'’][A-Za-z0-9]+)*")
 _MATH = re.compile(r"[=^_\\∑∫√≤≥±×÷∂∇→←≈≠∈∀∃]")
 _VERSIONED = re.compile(r"^[A-Z][A-Za-z]+-?\d+[A-Za-z]?$")  # ResNet-50, GPT-4
@@ -61,10 +61,6 @@ def zipf(word: str) -> float:
     from wordfreq import zipf_frequency
 
     return zipf_frequency(word, "en")
-
-
-def is_cjk(text: str) -> bool:
-    return bool(_CJK_CHAR.search(text))
 
 
 def _formula_line(line: str) -> bool:
@@ -136,7 +132,7 @@ def _chinese(deck: Deck, limit: int) -> list[tuple[str, float]]:
     parts = []
     for slide in deck.slides:
         parts += [slide.title] * 3 + [slide.text, slide.notes]
-    text = "\n".join(" ".join(_CJK_RUN.findall(p)) for p in parts)
+    text = "\n".join(" ".join(HAN_RUN.findall(p)) for p in parts)
     if not text.strip():
         return []
     import jieba
@@ -144,12 +140,12 @@ def _chinese(deck: Deck, limit: int) -> list[tuple[str, float]]:
 
     jieba.setLogLevel(logging.WARNING)
     tags = jieba.analyse.extract_tags(text, topK=limit, withWeight=True)
-    return [(w, weight) for w, weight in tags if len(w) >= 2 and _CJK_RUN.fullmatch(w)]
+    return [(w, weight) for w, weight in tags if len(w) >= 2 and HAN_RUN.fullmatch(w)]
 
 
 def _title_terms(tally: _Tally, title: str) -> None:
     words = _LATIN.findall(title)
-    if 1 <= len(words) <= 4 and len(title) <= 40 and not is_cjk(title) and not _formula_line(title):
+    if 1 <= len(words) <= 4 and len(title) <= 40 and not has_cjk(title) and not _formula_line(title):
         phrase = " ".join(words)
         if len(words) > 1 or _is_latin_term(phrase):
             tally.add(phrase, WEIGHTS["title"] * 2)

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from library.folder import append_durable
+
 from .client import Message
 from .errors import SummarizerError
 
@@ -171,19 +173,8 @@ def load_conversation(folder: Path) -> Conversation:
 
 def append_record(folder: Path, record: dict[str, Any]) -> None:
     """Append one record to ``ask.jsonl`` and fsync it (call while holding :class:`AskLock`)."""
-    path = Path(folder) / ASK_FILE
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line  # a torn last line stays on its own line
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_durable(Path(folder) / ASK_FILE, line, mode=0o600)
 
 
 def start_over(folder: Path) -> Path | None:

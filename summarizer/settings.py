@@ -12,12 +12,12 @@ the ``key_file`` setting, never from TOML values or command-line flags.
 
 from __future__ import annotations
 
-import logging
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from common.secret_file import read_secret_file
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -31,7 +31,6 @@ __all__ = [
     "no_key_help",
 ]
 
-log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.deepseek.com"
 #: DeepSeek's general chat model; change with ``NOTSOUND_LLM_MODEL`` or ``[llm] model``.
@@ -203,27 +202,19 @@ class AskSettings:
             raise ValueError("neighbours, carry_turns, recent_s, citation_slack_s and lock_wait_s must be 0 or more")
 
 
-def _read_key_file(path: Path) -> str | None:
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        log.warning("cannot read key file %s: %s", path, exc)
-        return None
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        log.warning("key file %s is readable by others; chmod 600 it", path)
-    return text.splitlines()[0].strip() if text else None
-
-
 def resolve_api_key(settings: LLMSettings, env: Mapping[str, str] | None = None) -> str | None:
-    """The LLM key from the environment, else from ``settings.key_file``; ``None`` if none."""
+    """The LLM key from the environment, else from ``settings.key_file``; ``None`` if none.
+
+    Raises:
+        SecretFileError: the key file is named but cannot be read or is empty.
+    """
     env = os.environ if env is None else env
     for name in KEY_ENV_VARS:
         value = (env.get(name) or "").strip()
         if value:
             return value
     if settings.key_file is not None:
-        return _read_key_file(Path(settings.key_file).expanduser())
+        return read_secret_file(settings.key_file, "LLM API key")
     return None
 
 

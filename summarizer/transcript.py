@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
+from common.script import CJK_CHAR, cjk_count, cjk_share
 from library.folder import Final, TranscriptReader, caption_language, fmt_clock, read_finals
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "speech_seconds",
 ]
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _WORD = re.compile(r"[^\W\d_]+|\d+")
 
 LANGUAGE_NAMES = {
@@ -53,8 +53,8 @@ def estimate_tokens(text: str) -> int:
     """
     if not text:
         return 0
-    cjk = len(_CJK.findall(text))
-    rest = _CJK.sub(" ", text)
+    cjk = cjk_count(text)
+    rest = CJK_CHAR.sub(" ", text)
     words = _WORD.findall(rest)
     symbols = sum(1 for ch in _WORD.sub(" ", rest) if not ch.isspace())
     return math.ceil(1.2 * cjk + 1.1 * len(words) + 0.9 * symbols)
@@ -65,9 +65,8 @@ def guess_language(finals: Sequence[Final]) -> str:
     labelled = caption_language(finals)
     if labelled:
         return labelled
-    text = "".join(f.text for f in finals)
-    letters = sum(1 for ch in text if ch.isalpha())
-    if letters and len(_CJK.findall(text)) / letters > 0.3:
+    share = cjk_share("".join(f.text for f in finals))
+    if share is not None and share > 0.3:
         return "zh"
     return "en"
 

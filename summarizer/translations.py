@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from common.script import HAN, HANGUL, KANA, cjk_count
 from library.folder import TRANSLATIONS, Translation, append_translations, read_translations
 
 __all__ = [
@@ -26,11 +27,8 @@ __all__ = [
 ]
 
 _UNKNOWN = ("", "auto", "unk", "unknown", "nospeech", "und")
-_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_KANA = r"\u3040-\u30ff\uff66-\uff9f"
-_HANGUL = r"\uac00-\ud7af\u1100-\u11ff"
-_SCRIPTS = {"zh": _HAN, "ja": _HAN + _KANA, "ko": _HANGUL + _HAN}
-_CJK = re.compile(f"[{_HAN}{_KANA}{_HANGUL}]")
+#: the letters each CJK target language is written in
+_SCRIPTS = {"zh": re.compile(f"[{HAN}]"), "ja": re.compile(f"[{HAN}{KANA}]"), "ko": re.compile(f"[{HANGUL}{HAN}]")}
 
 
 @dataclass(frozen=True)
@@ -108,8 +106,8 @@ def _share(text: str, family: str) -> float | None:
         return None
     script = _SCRIPTS.get(family)
     if script is None:  # alphabetic targets: letters that are not CJK
-        return 1 - len(_CJK.findall(text)) / letters
-    return len(re.findall(f"[{script}]", text)) / letters
+        return 1 - cjk_count(text) / letters
+    return len(script.findall(text)) / letters
 
 
 def already_in(caption: CaptionLike, target: str) -> bool:
@@ -132,7 +130,7 @@ def already_in(caption: CaptionLike, target: str) -> bool:
 
 
 def _width(text: str) -> int:
-    return len(text) + len(_CJK.findall(text))  # CJK characters take two cells, like their words
+    return len(text) + cjk_count(text)  # CJK characters take two cells, like their words
 
 
 def answer_problem(source: str, answer: str, target: str) -> str | None:

@@ -64,6 +64,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+
 __all__ = [
     "PROTOCOL_VERSION",
     "SAMPLE_RATE",
@@ -102,6 +104,7 @@ __all__ = [
     "Error",
     "Message",
     "encode",
+    "encode_caption",
     "decode",
     "decode_client",
     "decode_worker",
@@ -110,9 +113,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-SAMPLE_RATE = 16_000
 #: One second of int16 mono audio at 16 kHz.
-MAX_AUDIO_FRAME_BYTES = 32_000
+MAX_AUDIO_FRAME_BYTES = SAMPLE_RATE * BYTES_PER_SAMPLE
 #: Upper bound of any JSON text frame; a final of a 30 s utterance fits easily.
 MAX_TEXT_FRAME_BYTES = 64 * 1024
 MAX_SESSION_NAME = 128
@@ -248,7 +250,11 @@ class Partial:
 
 @dataclass(frozen=True)
 class Caption:
-    """The final caption of one utterance (wire ``type: final``); also the journal line.
+    """The final caption of one utterance (wire ``type: final``).
+
+    The journal's ``library.journal.Final`` is this caption plus the capture
+    side's fields; :meth:`to_dict` and :func:`encode` write both, so a journal
+    line is this message byte for byte, then those fields.
 
     Attributes:
         utt: utterance number, increasing within a session.
@@ -267,14 +273,13 @@ class Caption:
     lang: str = ""
     emotion: str = ""
     events: tuple[str, ...] = ()
-    final: bool = field(default=True, repr=False)
 
     @property
     def type(self) -> str:
         return "final"
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of this caption (wire and journal form)."""
+        """The JSON object of this caption: the one field order and rounding of a final."""
         return {
             "type": "final",
             "utt": self.utt,
@@ -309,17 +314,25 @@ def encode(message: Message | bytes) -> str | bytes:
         check_audio(data)
         return data
     if isinstance(message, Caption):
-        payload = message.to_dict()
-    else:
-        payload = asdict(message)
-        payload = {"type": payload.pop("type"), **payload}
-        if isinstance(message, Ready):
-            payload["features"] = list(message.features)
-        if isinstance(message, Hello):
-            if message.vocabulary:
-                payload["vocabulary"] = list(message.vocabulary)
-            else:
-                del payload["vocabulary"]
+        return encode_caption(message)
+    payload = asdict(message)
+    payload = {"type": payload.pop("type"), **payload}
+    if isinstance(message, Ready):
+        payload["features"] = list(message.features)
+    if isinstance(message, Hello):
+        if message.vocabulary:
+            payload["vocabulary"] = list(message.vocabulary)
+        else:
+            del payload["vocabulary"]
+    return _dumps(payload)
+
+
+def encode_caption(caption: Caption) -> str:
+    """The text frame of a final; a subclass's :meth:`~Caption.to_dict` adds its fields after them."""
+    return _dumps(caption.to_dict())
+
+
+def _dumps(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 

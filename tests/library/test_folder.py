@@ -7,6 +7,8 @@ import os
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from library.folder import (
     META,
@@ -18,6 +20,7 @@ from library.folder import (
     SessionNotFoundError,
     TranscriptReader,
     check_session_name,
+    decode_final,
     encode_final,
     list_sessions,
     read_finals,
@@ -30,7 +33,7 @@ from library.folder import (
     write_json_atomic,
     write_meta,
 )
-from wire.protocol import Caption
+from wire.protocol import Caption, decode_worker, encode
 
 
 def _line(n: int, **kw) -> bytes:
@@ -43,6 +46,31 @@ def test_journal_line_is_byte_for_byte_the_wire_final():
     caption = Caption(7, 1.23456, 2.5, "梯度 descent", "zh", "NEUTRAL", ("BGM",))
     wire = json.dumps(caption.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
     assert encode_final(caption) == wire.encode("utf-8")
+
+
+_ms = st.integers(min_value=0, max_value=10 * 24 * 3600 * 1000).map(lambda ms: ms / 1000)
+_label = st.text(max_size=16)
+_finals = st.builds(
+    lambda utt, times, text, lang, emotion, events, raw, slide: Final(
+        utt, min(times), max(times), text, lang, emotion, tuple(events), raw, slide),
+    st.integers(min_value=0, max_value=2**53), st.tuples(_ms, _ms), st.text().map(str.strip), _label, _label,
+    st.lists(_label, max_size=4), st.text(), st.none() | st.integers(min_value=0, max_value=10_000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_finals)
+def test_journal_line_is_the_wire_final_then_raw_and_slide_and_reads_back(final):
+    line = encode_final(final)
+    shared = Caption(final.utt, final.start, final.end, final.text, final.lang, final.emotion, final.events)
+    frame = encode(shared)
+    assert isinstance(frame, str)
+    wire = frame.encode("utf-8")
+    assert line.endswith(b"}\n") and b"\n" not in line[:-1]
+    assert line.startswith(wire[:-1])  # the shared fields byte for byte, then raw and slide when set
+    extra = json.loads(b"{" + line[len(wire):-1]) if len(line) > len(wire) + 1 else {}
+    assert extra == {k: v for k, v in (("raw", final.raw), ("slide", final.slide)) if v not in ("", None)}
+    assert decode_worker(line.decode("utf-8")) == shared
+    assert decode_final(json.loads(line)) == final
 
 
 def test_raw_and_slide_are_written_only_when_set_and_read_back(tmp_path):

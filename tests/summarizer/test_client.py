@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from common.secret_file import SecretFileError
 from summarizer.client import LLMClient
 from summarizer.errors import LLMFatalError, LLMTransientError
 from summarizer.settings import LLMSettings, resolve_api_key
@@ -115,6 +116,9 @@ def test_key_comes_from_the_environment_or_a_key_file(tmp_path):
     key_file.write_text("sk-file\n")
     key_file.chmod(0o600)
     assert resolve_api_key(LLMSettings(key_file=key_file), env={}) == "sk-file"
+    key_file.write_text("\n")
+    with pytest.raises(SecretFileError, match="LLM API key file .* is empty"):
+        resolve_api_key(LLMSettings(key_file=key_file), env={})
 
 
 def test_llm_settings_come_from_toml_env_and_flags():

@@ -21,6 +21,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from common.errors import NotSoundError
 from common.limits import TokenBucket
 from wire.protocol import (
     CLOSE_NORMAL,
@@ -52,7 +53,7 @@ FRAME_SAMPLES = MAX_AUDIO_FRAME_BYTES // 2
 FATAL_CLOSES = frozenset({CLOSE_PROTOCOL_ERROR, CLOSE_UNSUPPORTED_VERSION})
 
 
-class ClientError(Exception):
+class ClientError(NotSoundError):
     """The worker cannot be used (bad URL, refused key, incompatible protocol)."""
 
 

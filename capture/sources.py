@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import NotSoundError
+
 __all__ = [
     "SAMPLE_RATE",
     "CaptureError",
@@ -44,7 +46,7 @@ PORTAUDIO_HINT = (
 )
 
 
-class CaptureError(Exception):
+class CaptureError(NotSoundError):
     """Audio cannot be captured or decoded; the message says what to do."""
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import NotSoundError
+
 __all__ = [
     "SAMPLE_RATE",
     "Transcript",
@@ -91,7 +93,7 @@ class EngineOptions:
     partial_beam_size: int = 1
 
 
-class EngineError(RuntimeError):
+class EngineError(NotSoundError, RuntimeError):
     """An engine could not be built or failed on audio."""
 
 

@@ -64,6 +64,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from common.errors import NotSoundError
+
 __all__ = [
     "PROTOCOL_VERSION",
     "SAMPLE_RATE",
@@ -163,7 +165,7 @@ CLOSE_REASONS = {
 }
 
 
-class ProtocolError(ValueError):
+class ProtocolError(NotSoundError, ValueError):
     """A frame that is not a valid v1 message.
 
     Attributes:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.errors import NotSoundError
+from common.errors import EXIT_USAGE, NotSoundError
 
 __all__ = [
     "SAMPLE_RATE",
@@ -18,6 +18,7 @@ __all__ = [
     "EngineOptions",
     "Engine",
     "EngineError",
+    "EngineEntryError",
     "ModelNotFoundError",
     "NO_HINTS",
     "UnknownEngineError",
@@ -99,6 +100,12 @@ class EngineError(NotSoundError, RuntimeError):
 
 class ModelNotFoundError(EngineError):
     """The model directory or hub id could not be resolved; the message says what to do."""
+
+
+class EngineEntryError(EngineError):
+    """A ``NOTSOUND_ENGINES`` entry that cannot be used; the message names the entry and what is wrong."""
+
+    exit_code = EXIT_USAGE
 
 
 class UnknownEngineError(EngineError, KeyError):

@@ -73,7 +73,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_engine_flags(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
-    p.add_argument("--engine", help="ASR engine: sensevoice (default), whisper or fake")
+    p.add_argument("--engine", help="ASR engine: sensevoice (default) or whisper; see `notsound models`")
     p.add_argument("--model", help="hub id, model name or local model directory")
     p.add_argument(device_flag, dest="engine_device", help="engine device: auto (default), cpu, cuda or cuda:N")
     p.add_argument("--precision", help="fp32 (default), fp16 (GPU) or int8 (CPU fast path)")

@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fake_engine import offer_fake_engine  # noqa: E402
 from bench.speech import SENTENCES, missing_tools, synth, utterance  # noqa: E402
 from models import EngineError, EngineOptions, create_engine, engine_names  # noqa: E402
 
@@ -88,6 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    offer_fake_engine()  # --engine fake: the harness's own cost
     args = parse_args(argv)
     missing = missing_tools()
     if missing:

@@ -92,7 +92,7 @@ def cuda_spec() -> EngineSpec:
 
 
 def _build(path: Path, full_size: bool) -> float:
-    from models.sensevoice_random import build_random_sensevoice
+    from bench.sensevoice_random import build_random_sensevoice
 
     if (path / "model.pt").exists() and (path / "config.yaml").exists():
         return 0.0

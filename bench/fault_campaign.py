@@ -131,8 +131,8 @@ def lecture_file(path: Path, sentences: list[str]) -> np.ndarray:
 def expected_texts(pcm: np.ndarray, first_utt: int = 0) -> list[str]:
     """What the fake engine says for each utterance Silero VAD cuts from ``pcm`` (0.1 s blocks,
     as ``FileSource`` delivers them)."""
+    from bench.fake_engine import fake_text
     from capture.segmenter import Segmenter, UtteranceEnded
-    from models.fake import fake_text
 
     segmenter = Segmenter(first_utt=first_utt)
     ended = []
@@ -483,7 +483,7 @@ def _journal_lines(path: Path) -> list[dict]:
 def account(report: SessionReport, folder: Path, expected: list[list[str]],
             at_kill: dict[str, Any] | None) -> None:
     """Fill in spoken, journaled, duplicates, lost, mismatched, gaps for one session."""
-    from models.fake import fake_text
+    from bench.fake_engine import fake_text
 
     rows = _journal_lines(folder / "transcript.jsonl")
     utts = [r["utt"] for r in rows]
@@ -635,6 +635,9 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.fake_engine import offer_fake_engine
+
+    offer_fake_engine()  # the workers it starts run --engine fake
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = CampaignOptions()
     p.add_argument("--clients", type=int, default=defaults.clients)

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import engines as eng  # noqa: E402
 from bench import speech  # noqa: E402
+from bench.fake_engine import offer_fake_engine  # noqa: E402
 from bench.memory import MEMORY_WORKER_ARGS, memory_part  # noqa: E402
 from bench.offline import (  # noqa: E402
     cut_utterances,
@@ -285,6 +286,7 @@ def _meta(args: argparse.Namespace, argv: list[str] | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    offer_fake_engine()  # the baseline rows, in this process and the workers it starts
     args = parse_args(argv)
     started = time.monotonic()
     args.deadline = Deadline(args.budget_s)

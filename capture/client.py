@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from capture.utterance import Utterance
 from common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+from common.errors import NotSoundError
 from common.limits import TokenBucket
 from wire.protocol import (
     CLOSE_NORMAL,
@@ -55,7 +56,7 @@ FRAME_SAMPLES = MAX_AUDIO_FRAME_BYTES // 2
 FATAL_CLOSES = frozenset({CLOSE_PROTOCOL_ERROR, CLOSE_UNSUPPORTED_VERSION})
 
 
-class ClientError(Exception):
+class ClientError(NotSoundError):
     """The worker cannot be used (bad URL, refused key, incompatible protocol)."""
 
 

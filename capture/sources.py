@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from common.audio import SAMPLE_RATE
+from common.errors import NotSoundError
 
 __all__ = [
     "SAMPLE_RATE",
@@ -45,7 +46,7 @@ PORTAUDIO_HINT = (
 )
 
 
-class CaptureError(Exception):
+class CaptureError(NotSoundError):
     """Audio cannot be captured or decoded; the message says what to do."""
 
 

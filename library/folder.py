@@ -36,6 +36,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from common.errors import EXIT_USAGE, NotSoundError
+
 from .atomic import append_durable, append_fd, remove_stale_temps, write_atomic, write_json_atomic
 from .journal import (
     TRANSCRIPT,
@@ -110,22 +112,20 @@ MAX_META_BYTES = 1 << 20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
-class FolderError(Exception):
-    """Root of this module's errors; ``exit_code`` is what a command should exit with."""
-
-    exit_code = 1
+class FolderError(NotSoundError):
+    """Root of this module's errors."""
 
 
 class SessionNotFoundError(FolderError):
     """SESSION is neither a session folder nor the name of one under the output folder."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class SessionNameError(FolderError):
     """A session name that cannot be a folder name."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class JournalError(FolderError):

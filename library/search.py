@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePath
 
+from common.errors import EXIT_USAGE
+
 from .folder import FolderError, SessionNotFoundError
 from .textseg import has_han, query_terms
 
@@ -35,7 +37,7 @@ _ELLIPSIS = "…"
 class QueryError(FolderError, ValueError):
     """A query that cannot be searched (the message says why)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class EmptyQueryError(QueryError):

@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
+from common.errors import EXIT_USAGE
+
 from .folder import DEFAULT_OUT, FolderError, fmt_clock, resolve_session
 from .index import INDEX_NAME, UpdateStats, open_index
 from .search import Hit, parse_since
@@ -34,7 +36,7 @@ MAX_LIMIT = 1000
 class SearchUsageError(FolderError):
     """A bad argument of ``search`` (date, limit, session outside the lectures folder)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 def clock(seconds: float | None) -> str:

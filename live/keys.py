@@ -44,6 +44,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from common.errors import NotSoundError
+
 from .files import write_atomic
 
 __all__ = [
@@ -69,7 +71,7 @@ _RECORD_FIELDS: dict[str, type] = {
 }
 
 
-class KeyStoreError(Exception):
+class KeyStoreError(NotSoundError):
     """The key files cannot be read or written; the message names the file and what to do."""
 
 

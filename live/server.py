@@ -22,6 +22,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from common.errors import NotSoundError
 from common.limits import is_loopback
 from models import Engine, EngineOptions, create_engine
 from wire.protocol import (
@@ -374,7 +375,7 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-class WorkerError(RuntimeError):
+class WorkerError(NotSoundError, RuntimeError):
     """The worker cannot start as configured; the message says what to change."""
 
 

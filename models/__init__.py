@@ -5,25 +5,28 @@ from .base import (
     SAMPLE_RATE,
     DecodeHints,
     Engine,
+    EngineEntryError,
     EngineError,
     EngineOptions,
     ModelNotFoundError,
     Transcript,
     UnknownEngineError,
 )
-from .registry import ENGINES, create_engine, engine_class, engine_names
+from .registry import ENGINES, ENGINES_ENV, create_engine, engine_class, engine_names
 
 __all__ = [
     "NO_HINTS",
     "SAMPLE_RATE",
     "DecodeHints",
     "Engine",
+    "EngineEntryError",
     "EngineError",
     "EngineOptions",
     "ModelNotFoundError",
     "Transcript",
     "UnknownEngineError",
     "ENGINES",
+    "ENGINES_ENV",
     "create_engine",
     "engine_class",
     "engine_names",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.audio import SAMPLE_RATE
+from common.errors import EXIT_USAGE, NotSoundError
 
 __all__ = [
     "SAMPLE_RATE",
@@ -18,6 +19,7 @@ __all__ = [
     "EngineOptions",
     "Engine",
     "EngineError",
+    "EngineEntryError",
     "ModelNotFoundError",
     "NO_HINTS",
     "UnknownEngineError",
@@ -92,12 +94,18 @@ class EngineOptions:
     partial_beam_size: int = 1
 
 
-class EngineError(RuntimeError):
+class EngineError(NotSoundError, RuntimeError):
     """An engine could not be built or failed on audio."""
 
 
 class ModelNotFoundError(EngineError):
     """The model directory or hub id could not be resolved; the message says what to do."""
+
+
+class EngineEntryError(EngineError):
+    """A ``NOTSOUND_ENGINES`` entry that cannot be used; the message names the entry and what is wrong."""
+
+    exit_code = EXIT_USAGE
 
 
 class UnknownEngineError(EngineError, KeyError):

@@ -1,7 +1,7 @@
 """SenseVoiceSmall through FunASR: one batched ``generate`` call per engine call.
 
 The model comes from a local directory (``config.yaml`` + ``model.pt``, as
-downloaded from the hub or written by :mod:`models.sensevoice_random`) or from
+downloaded from the hub or written by ``bench/sensevoice_random.py``) or from
 a ModelScope hub id such as ``iic/SenseVoiceSmall``. A hub id is looked up in
 the local ModelScope cache first and downloaded only when missing, so a machine
 that downloaded it once works offline afterwards.

@@ -11,29 +11,28 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from common.errors import EXIT_ERROR, EXIT_USAGE, NotSoundError
+
 from . import __version__
-from .config import ConfigError, build_settings, load_toml
+from .config import build_settings, load_toml
 
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("notsound")
 
-#: exit codes
+#: exit codes (besides EXIT_ERROR and EXIT_USAGE, which errors carry)
 EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 #: at the end of ``live``, how long the last notes update may take
 NOTES_FLUSH_TIMEOUT_S = 90.0
 
 
-class CommandError(Exception):
-    """A failure to report as one line on stderr with an exit code (no traceback)."""
+class CommandError(NotSoundError):
+    """A command's own check that failed (a flag that does not fit), reported like every other error."""
 
     def __init__(self, message: str, exit_code: int = EXIT_ERROR):
-        super().__init__(message)
-        self.exit_code = exit_code
+        super().__init__(message, exit_code=exit_code)
 
 
 def _setup_logging(verbose: int, quiet: bool, default: int = logging.WARNING) -> None:
@@ -74,7 +73,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_engine_flags(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
-    p.add_argument("--engine", help="ASR engine: sensevoice (default), whisper or fake")
+    p.add_argument("--engine", help="ASR engine: sensevoice (default) or whisper; see `notsound models`")
     p.add_argument("--model", help="hub id, model name or local model directory")
     p.add_argument(device_flag, dest="engine_device", help="engine device: auto (default), cpu, cuda or cuda:N")
     p.add_argument("--precision", help="fp32 (default), fp16 (GPU) or int8 (CPU fast path)")
@@ -270,12 +269,9 @@ def _add_devices(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_devices(args: argparse.Namespace, toml: dict) -> int:
-    from capture.sources import CaptureError, list_input_devices
+    from capture.sources import list_input_devices
 
-    try:
-        devices = list_input_devices()
-    except CaptureError as exc:
-        raise CommandError(str(exc)) from None
+    devices = list_input_devices()
     if not devices:
         print("no input devices found")
         return EXIT_ERROR
@@ -307,7 +303,7 @@ def _add_keys(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_keys(args: argparse.Namespace, toml: dict) -> int:
-    from live.keys import KeyStore, KeyStoreError, format_key_table
+    from live.keys import KeyStore, format_key_table
 
     store = KeyStore(args.state_dir)
     try:
@@ -325,9 +321,7 @@ def _cmd_keys(args: argparse.Namespace, toml: dict) -> int:
                                "see `notsound keys list`")
         else:
             print(f"revoked key {args.key_id}")
-    except KeyStoreError as exc:
-        raise CommandError(str(exc)) from None
-    except ValueError as exc:
+    except ValueError as exc:  # a name or --max-streams the store refuses
         raise CommandError(str(exc), EXIT_USAGE) from None
     return EXIT_OK
 
@@ -360,20 +354,17 @@ NOTES_KEY_HELP = (
 
 def _cmd_notes(args: argparse.Namespace, toml: dict) -> int:
     import summarizer as sm
-    from library.folder import FolderError, require_finals
+    from library.folder import require_finals
 
     llm = build_settings(sm.LLMSettings, "llm", toml=toml)
     notes = build_settings(sm.NotesSettings, "notes", toml=toml,
                            flags={"language": args.language, "every_s": args.every_s})
-    try:
-        folder = sm.resolve_session(args.session, args.out)
-        if not args.follow:  # a lecture still running may not have said anything yet
-            require_finals(folder, "take notes from")
-        task = asyncio.run(sm.run_notes(folder, llm, notes, sm.resolve_api_key(llm), follow=args.follow,
-                                        notify=lambda text: print(f"notsound: {text}", file=sys.stderr),
-                                        slides=args.slides))
-    except (sm.SummarizerError, FolderError) as exc:
-        raise CommandError(str(exc), exc.exit_code) from None
+    folder = sm.resolve_session(args.session, args.out)
+    if not args.follow:  # a lecture still running may not have said anything yet
+        require_finals(folder, "take notes from")
+    task = asyncio.run(sm.run_notes(folder, llm, notes, sm.resolve_api_key(llm), follow=args.follow,
+                                    notify=lambda text: print(f"notsound: {text}", file=sys.stderr),
+                                    slides=args.slides))
     print(task.notes_path)
     return EXIT_OK
 
@@ -399,11 +390,8 @@ def _cmd_summary(args: argparse.Namespace, toml: dict) -> int:
     llm = build_settings(sm.LLMSettings, "llm", toml=toml)
     flags = {"style": args.style, "language": args.language, "stream": args.stream}
     settings = build_settings(sm.SummarySettings, "summary", toml=toml, flags=flags)
-    try:
-        folder = sm.resolve_session(args.session, args.out)
-        path = asyncio.run(sm.run_summary(folder, llm, settings, sm.resolve_api_key(llm), slides=args.slides))
-    except sm.SummarizerError as exc:
-        raise CommandError(str(exc), exc.exit_code) from None
+    folder = sm.resolve_session(args.session, args.out)
+    path = asyncio.run(sm.run_summary(folder, llm, settings, sm.resolve_api_key(llm), slides=args.slides))
     print(f"\nnotsound: wrote {path}", file=sys.stderr)
     return EXIT_OK
 
@@ -428,7 +416,7 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_ask(args: argparse.Namespace, toml: dict) -> int:
     import summarizer as sm
-    from library.folder import FolderError, resolve_session
+    from library.folder import resolve_session
     from summarizer.ask import require_key
     from summarizer.ask_view import run_ask, run_ask_all
     from summarizer.settings import AskSettings
@@ -439,19 +427,16 @@ def _cmd_ask(args: argparse.Namespace, toml: dict) -> int:
         raise CommandError("use: notsound ask --all QUESTION [--out DIR]", EXIT_USAGE)
     if args.session is None:
         raise CommandError("use: notsound ask SESSION [QUESTION] (or --all QUESTION)", EXIT_USAGE)
-    try:
-        if args.everywhere:
-            run_ask_all(args.out, args.session, llm, settings, sm.resolve_api_key(llm))
-            return EXIT_OK
-        key = require_key(sm.resolve_api_key(llm))
-        folder = resolve_session(args.session, args.out)
-        if args.slides is not None:
-            from slides.store import attach_deck
+    if args.everywhere:
+        run_ask_all(args.out, args.session, llm, settings, sm.resolve_api_key(llm))
+        return EXIT_OK
+    key = require_key(sm.resolve_api_key(llm))
+    folder = resolve_session(args.session, args.out)
+    if args.slides is not None:
+        from slides.store import attach_deck
 
-            attach_deck(folder, args.slides)
-        run_ask(folder, llm, settings, key, args.question, new=args.new)
-    except (sm.SummarizerError, FolderError) as exc:
-        raise CommandError(str(exc), exc.exit_code) from None
+        attach_deck(folder, args.slides)
+    run_ask(folder, llm, settings, key, args.question, new=args.new)
     return EXIT_OK
 
 
@@ -533,18 +518,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_export(args: argparse.Namespace, toml: dict) -> int:
     from library.export import export_session
-    from library.folder import FolderError, resolve_session, write_atomic
+    from library.folder import resolve_session, write_atomic
 
     if args.bilingual and (args.translated or args.fmt not in ("srt", "vtt")):
         raise CommandError("--bilingual is for --format srt or vtt (a translated transcript: --translated)",
                            EXIT_USAGE)
-    try:
-        folder = resolve_session(args.session, args.out)
-        translations = _export_translations(folder, args) if args.bilingual or args.translated else None
-        text = export_session(folder, args.fmt, translations=translations, bilingual=args.bilingual,
-                              slide_labels=_slide_labels(folder) if args.fmt == "md" else None)
-    except FolderError as exc:
-        raise CommandError(str(exc), exc.exit_code) from None
+    folder = resolve_session(args.session, args.out)
+    translations = _export_translations(folder, args) if args.bilingual or args.translated else None
+    text = export_session(folder, args.fmt, translations=translations, bilingual=args.bilingual,
+                          slide_labels=_slide_labels(folder) if args.fmt == "md" else None)
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
@@ -620,22 +602,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Failures a user can act on: reported as one line, no traceback."""
-    from capture.client import ClientError
-    from capture.sources import CaptureError
-    from library.folder import FolderError
-    from live.keys import KeyStoreError
-    from live.server import WorkerError
-    from models import EngineError
-    from slides import SlidesError
-
-    from .web import WebError
-
-    return (EngineError, WorkerError, ClientError, CaptureError, FolderError, KeyStoreError, WebError,
-            SlidesError, OSError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -645,12 +611,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, args.quiet, logging.INFO if args.command == "serve" else logging.WARNING)
     try:
         return args.func(args, load_toml())
-    except (ConfigError, CommandError) as exc:
+    except NotSoundError as exc:  # failures a user can act on: one line, no traceback
         print(f"notsound: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", EXIT_USAGE)
-    except _expected_errors() as exc:
+        return exc.exit_code
+    except OSError as exc:
         print(f"notsound: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", EXIT_ERROR)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("notsound: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

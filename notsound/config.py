@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from common.errors import EXIT_USAGE, NotSoundError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -36,8 +38,10 @@ T = TypeVar("T")
 ENV_PREFIX = "NOTSOUND_"
 
 
-class ConfigError(ValueError):
+class ConfigError(NotSoundError, ValueError):
     """A setting that cannot be used; the message names the source and the field."""
+
+    exit_code = EXIT_USAGE
 
 
 def config_paths(env: Mapping[str, str] | None = None) -> list[Path]:

@@ -35,6 +35,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from common.errors import NotSoundError
 from common.limits import TokenBucket, is_loopback
 from common.secret_file import SecretFileError, read_secret_file
 
@@ -59,7 +60,7 @@ SECURITY_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options",
                     ("Cross-Origin-Resource-Policy", "same-origin"))
 
 
-class WebError(RuntimeError):
+class WebError(NotSoundError, RuntimeError):
     """The caption page cannot be served as asked; the message says what to change."""
 
 

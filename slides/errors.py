@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from common.errors import NotSoundError
+
 __all__ = ["SlidesError", "DeckError"]
 
 
-class SlidesError(Exception):
-    """Base class of every error raised by :mod:`slides`; ``exit_code`` for the ``notsound`` command."""
-
-    exit_code = 1
+class SlidesError(NotSoundError):
+    """Base class of every error raised by :mod:`slides`."""
 
 
 class DeckError(SlidesError):

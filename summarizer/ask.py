@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import EXIT_USAGE
 from library.folder import NOTES, SUMMARY, Final, TranscriptReader, session_ended
 from library.index import INDEX_NAME
 from slides.store import load_session_deck
@@ -58,7 +59,7 @@ from .ask_store import (
     turn_messages,
 )
 from .client import LLMClient, Message, Usage
-from .errors import EXIT_CONFIG, NoAPIKeyError, SummarizerError
+from .errors import NoAPIKeyError, SummarizerError
 from .prompts import deck_text, prompt_tokens
 from .settings import AskSettings, LLMSettings, no_key_help
 from .transcript import estimate_tokens
@@ -89,7 +90,7 @@ class NothingToAskError(AskError):
 class QuestionError(AskError):
     """An empty or too long question."""
 
-    exit_code = EXIT_CONFIG
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

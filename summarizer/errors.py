@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from common.errors import EXIT_USAGE, NotSoundError
+from library.folder import SessionNotFoundError  # one class for a missing session, the library's
+
 __all__ = [
     "SummarizerError",
     "NoAPIKeyError",
@@ -13,26 +16,15 @@ __all__ = [
     "SummaryError",
 ]
 
-#: exit code for "cannot run as configured" (no key, bad session): same as a usage error
-EXIT_CONFIG = 2
 
-
-class SummarizerError(Exception):
-    """Base class; ``exit_code`` is what the ``notsound`` command should exit with."""
-
-    exit_code = 1
+class SummarizerError(NotSoundError):
+    """Base class of the summarizer's errors."""
 
 
 class NoAPIKeyError(SummarizerError):
     """No LLM key in the environment or key file."""
 
-    exit_code = EXIT_CONFIG
-
-
-class SessionNotFoundError(SummarizerError):
-    """SESSION is neither a session folder nor the name of one under the output folder."""
-
-    exit_code = EXIT_CONFIG
+    exit_code = EXIT_USAGE
 
 
 class LLMError(SummarizerError):

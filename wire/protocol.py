@@ -65,6 +65,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+from common.errors import NotSoundError
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -165,7 +166,7 @@ CLOSE_REASONS = {
 }
 
 
-class ProtocolError(ValueError):
+class ProtocolError(NotSoundError, ValueError):
     """A frame that is not a valid v1 message.
 
     Attributes:

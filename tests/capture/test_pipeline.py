@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from models.fake import fake_text
 
 from capture.client import ClientOptions, Owed, StreamClient, _frames
 from capture.pipeline import CaptureCallbacks, CaptureOptions, CapturePipeline, Resume
@@ -21,7 +22,6 @@ from capture.utterance import Utterance
 from capture.vad import SAMPLE_RATE, VadOptions
 from live.server import Worker
 from models import EngineOptions, create_engine
-from models.fake import fake_text
 from tests.capture.test_segmenter import LevelVad, run, tone, utterances
 from tests.live.conftest import worker_settings
 from tests.speech import silence

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
+from bench.fake_engine import fake_text
 from live.calibrate import ANY_BATCH, NO_BATCHING, BatchPolicy, CostModel, calibrate_batching
 from models import DecodeHints, Engine, Transcript
-from models.fake import fake_text
 
 from .conftest import noise
 from .test_scheduler import Sink, fake, make_scheduler, request  # noqa: F401 - fixture

@@ -6,9 +6,9 @@ import asyncio
 
 import numpy as np
 
+from bench.fake_engine import fake_text
 from capture.client import ClientOptions, StreamClient
 from live.session import CONTEXT_CHARS
-from models.fake import fake_text
 from wire.protocol import (
     CLOSE_PROTOCOL_ERROR,
     End,

@@ -12,11 +12,11 @@ import random
 import pytest
 from websockets.frames import Frame, Opcode
 
+from bench.fake_engine import fake_text
 from bench.fault_campaign import CampaignOptions, CuttingProxy, FrameCutter, run_campaign, summary
 from capture.client import ClientOptions, StreamClient
 from live.server import Worker
 from models import EngineOptions, create_engine
-from models.fake import fake_text
 from tests import speech
 from wire.protocol import Caption
 

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.fake_engine import fake_text
 from live.session import StreamLimits
-from models.fake import fake_text
 from wire.protocol import (
     CLOSE_NORMAL,
     CLOSE_REASONS,

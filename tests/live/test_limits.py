@@ -20,9 +20,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
+from bench.fake_engine import FakeEngine, fake_text
 from live.server import Worker
 from models import EngineOptions, Transcript, create_engine
-from models.fake import FakeEngine, fake_text
 from wire.protocol import (
     CLOSE_FRAME_TOO_LARGE,
     CLOSE_IDLE,

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 import pytest
 
+from bench.fake_engine import FakeEngine, fake_text
 from live.calibrate import ANY_BATCH, BatchPolicy
 from live.scheduler import Scheduler, SchedulerOptions
 from models import EngineError, EngineOptions, Transcript, create_engine
-from models.fake import FakeEngine, fake_text
 
 from .conftest import noise
 

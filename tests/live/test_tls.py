@@ -26,10 +26,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from bench.fake_engine import fake_text
 from capture.client import ClientError, ClientOptions, StreamClient
 from live.keys import KeyStore
 from live.server import Worker, WorkerError
-from models.fake import fake_text
 from notsound.cli import main
 from wire.protocol import (
     CLOSE_KEY_REVOKED,

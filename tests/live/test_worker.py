@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from bench.fake_engine import FakeEngine, fake_text
 from live.server import Worker
-from models.fake import FakeEngine, fake_text
 from wire.protocol import (
     CLOSE_ENGINE_FAILURE,
     CLOSE_FRAME_TOO_LARGE,

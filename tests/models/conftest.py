@@ -14,7 +14,7 @@ from tests.speech import SAMPLE_RATE, synth
 @pytest.fixture(scope="session")
 def sensevoice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-block, 64-wide SenseVoiceSmall directory with random weights (built once)."""
-    from models.sensevoice_random import build_random_sensevoice
+    from bench.sensevoice_random import build_random_sensevoice
 
     return build_random_sensevoice(tmp_path_factory.mktemp("sensevoice") / "tiny", seed=0)
 

@@ -1,4 +1,5 @@
-"""The deterministic fake engine that tests of everything above the engine rely on."""
+"""The deterministic fake engine that tests of everything above the engine rely on
+(``bench/fake_engine.py``, which ``tests/conftest.py`` registers as ``fake``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from bench.fake_engine import FakeEngine, fake_text
 from models import SAMPLE_RATE, EngineError, EngineOptions, Transcript, create_engine
 from models.base import as_float32
-from models.fake import FakeEngine, fake_text
 
 
 def noise(seconds: float, seed: int) -> np.ndarray:

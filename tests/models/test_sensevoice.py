@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import yaml
 
+from bench.sensevoice_random import SPECIAL_TAGS, build_random_sensevoice
 from models import EngineError, EngineOptions, ModelNotFoundError, Transcript, create_engine
 from models.sensevoice import LANGUAGES, MIN_SAMPLES, SenseVoiceEngine
-from models.sensevoice_random import SPECIAL_TAGS, build_random_sensevoice
 from models.text import EMOTIONS, strip_emoji
 from tests.speech import have_espeak, synth
 

@@ -160,7 +160,7 @@ async def test_restarted_client_resends_spooled_audio_and_continues_numbering(tm
         worker.wait()
     captions = read_finals(result.session_dir / "transcript.jsonl")
     assert [c.utt for c in captions] == list(range(2 + len(speech.PARAGRAPH)))
-    from models.fake import fake_text
+    from bench.fake_engine import fake_text
 
     assert captions[1].text == fake_text(spooled) and captions[1].start == 4.0
     assert captions[2].start >= captions[1].end, "the resumed session's clock continues"

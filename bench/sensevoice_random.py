@@ -25,8 +25,7 @@ import json
 from pathlib import Path
 
 from common.audio import SAMPLE_RATE
-
-from .base import EngineError
+from models import EngineError
 
 __all__ = ["build_random_sensevoice", "FULL_SIZE", "SPECIAL_TAGS"]
 
@@ -211,7 +210,7 @@ def _train_once(vocab_size: int, padding: list[str]) -> bytes:
 
 def _write_weights(path: Path, config: dict, *, vocab_size: int, seed: int) -> None:
     """Build SenseVoiceSmall from ``config`` with seeded random weights and save its state."""
-    from .sensevoice import import_funasr
+    from models.sensevoice import import_funasr
 
     torch, _ = import_funasr()
     from funasr.models.sense_voice.model import SenseVoiceSmall

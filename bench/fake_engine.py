@@ -1,4 +1,9 @@
-"""A deterministic engine with no weights, for tests of everything above the engine.
+"""A deterministic engine with no weights, for the tests and benchmarks of everything above the engine.
+
+It is not part of the product: :func:`offer_fake_engine` registers it as
+``fake`` through ``NOTSOUND_ENGINES`` for this process and the workers it
+starts (the test session does so in ``tests/conftest.py``, the benchmarks in
+their ``main``).
 
 The text of a clip is derived from its samples, so the same audio always gives
 the same caption and different audio (almost) always a different one::
@@ -15,15 +20,36 @@ Options go in the model string as ``key=value`` pairs separated by commas:
 
 from __future__ import annotations
 
+import os
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 
 import numpy as np
 
-from .base import NO_HINTS, SAMPLE_RATE, DecodeHints, Engine, EngineError, EngineOptions, Transcript
+from models import (
+    ENGINES_ENV,
+    NO_HINTS,
+    SAMPLE_RATE,
+    DecodeHints,
+    Engine,
+    EngineError,
+    EngineOptions,
+    Transcript,
+)
 
-__all__ = ["FakeEngine", "fake_text"]
+__all__ = ["ENTRY", "FakeEngine", "fake_text", "offer_fake_engine"]
+
+#: this engine's ``NOTSOUND_ENGINES`` entry (the repository root must be importable: it is
+#: sys.path[0] of ``python -m notsound.cli`` run there)
+ENTRY = "fake=bench.fake_engine:FakeEngine"
+
+
+def offer_fake_engine(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Register ``fake`` in ``environ``'s ``NOTSOUND_ENGINES``, keeping the entries already there."""
+    entries = [e.strip() for e in environ.get(ENGINES_ENV, "").split(",") if e.strip()]
+    if ENTRY not in entries:
+        environ[ENGINES_ENV] = ",".join([*entries, ENTRY])
 
 
 def _int16(audio: np.ndarray) -> np.ndarray:

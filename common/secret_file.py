@@ -20,6 +20,8 @@ import os
 import stat
 from pathlib import Path
 
+from .errors import NotSoundError
+
 __all__ = ["MAX_SECRET_FILE_BYTES", "SecretFileError", "read_secret_file"]
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
-class SecretFileError(OSError):
+class SecretFileError(NotSoundError, OSError):
     """A secret file that cannot be used: unreadable, too large, not text, or empty."""
 
 

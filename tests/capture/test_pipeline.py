@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from models.fake import fake_text
 
+from bench.fake_engine import fake_text
 from capture.client import ClientOptions, Owed, StreamClient, _frames
 from capture.pipeline import CaptureCallbacks, CaptureOptions, CapturePipeline, Resume
 from capture.segmenter import Segmenter

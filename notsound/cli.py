@@ -165,6 +165,8 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's deck (.pptx, .pdf, .md, .txt): terms as recognition hints, "
                         "finals corrected and tagged with their slide; stored in the session")
+    p.add_argument("--no-record", dest="record", action="store_false", default=None,
+                   help="do not keep the lecture's audio (recording/ in the session folder)")
     _add_engine_flags(p, device_flag="--engine-device")
     p.set_defaults(func=_cmd_live)
 
@@ -175,7 +177,7 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
 
     flags = {name: getattr(args, name, None) for name in (
         "server", "key_file", "ca_file", "input", "fast", "device", "session", "out",
-        "language", "events", "plain", "notes", "translate", "slides")}
+        "language", "events", "plain", "notes", "translate", "slides", "record")}
     flags.update(web=args.web, web_token_file=args.web_token_file)
     settings = build_settings(LiveSettings, "live", toml=toml, flags=flags)
     _check_web(settings)

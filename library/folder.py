@@ -52,6 +52,15 @@ from .journal import (
     fmt_clock,
     read_finals,
 )
+from .polished import (
+    POLISH_LOCK,
+    POLISH_WORK,
+    POLISHED,
+    PolishBusyError,
+    PolishWork,
+    encode_polished,
+    polish_lock,
+)
 from .recording import (
     RECORDING,
     RecordingPart,
@@ -111,6 +120,12 @@ __all__ = [
     "remove_recording",
     "expire_recordings",
     "POLISHED",
+    "POLISH_WORK",
+    "POLISH_LOCK",
+    "PolishBusyError",
+    "PolishWork",
+    "encode_polished",
+    "polish_lock",
     "LAYERS",
     "transcript_path",
     "read_layer",
@@ -124,8 +139,6 @@ NOTES = "notes.md"
 SUMMARY = "summary.md"
 PENDING = "pending"
 SLIDES = "slides.json"
-#: the polished layer: ``notsound polish``'s transcript, the journal's line codec plus ``words``
-POLISHED = "transcript.polished.jsonl"
 #: which transcript a reader takes: the polished one when present (``best``), or the one named
 LAYERS = ("best", "live", "polished")
 #: the line under the heading of a ``notes.md`` that is an outline made without an LLM

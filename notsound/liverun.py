@@ -82,6 +82,7 @@ class LiveSettings:
         record: keep the session's audio in ``recording/`` (``--no-record``: off).
         keep_recordings_days: at the start of a run, delete the recordings of other
             sessions older than this many days (their text stays); 0 keeps them all.
+        polish: when the lecture ends, polish it (``notsound polish``).
     """
 
     server: str = ""
@@ -105,6 +106,7 @@ class LiveSettings:
     slides: Path | None = None
     record: bool = True
     keep_recordings_days: float = 0.0
+    polish: bool = False
 
 
 @dataclass

@@ -14,6 +14,11 @@ Each utterance's audio exists once in memory: the segmenter's
 :class:`~capture.utterance.Utterance`, which the client holds by reference
 until the final is journaled; the spool writes the same chunks to disk.
 
+With ``record`` on, every block the source gives (silences included) also
+goes to a :class:`~capture.recorder.Recorder`, which appends this run's part
+of the session's recording at the run's offset: a caption's times are
+positions in the recording.
+
 The owner hears of the run only through :class:`CaptureCallbacks`.
 """
 
@@ -30,6 +35,7 @@ from typing import Protocol
 import numpy as np
 
 from capture.client import ClientOptions, Owed, StreamClient
+from capture.recorder import Recorder
 from capture.segmenter import (
     Event,
     Segmenter,
@@ -41,6 +47,7 @@ from capture.segmenter import (
 )
 from capture.spool import Spool
 from capture.vad import VadOptions
+from library.folder import new_part_path
 from wire.protocol import Caption, Partial, Ready
 
 __all__ = ["AudioSource", "CaptureCallbacks", "CaptureOptions", "CapturePipeline", "Resume"]
@@ -71,12 +78,18 @@ class CaptureOptions:
             before each next block, wait while ``max_owed`` finals are owed.
         max_owed: see ``fast``.
         drain_timeout_s: at the end, how long to wait for the finals still owed.
+        record: append this run's audio to the session's recording.
     """
 
     vad: VadOptions = field(default_factory=VadOptions)
     fast: bool = False
     max_owed: int = 8
     drain_timeout_s: float = 30.0
+    record: bool = True
+
+
+#: with ``fast``, seconds of audio the recorder may have queued before reading waits
+FAST_RECORD_BACKLOG_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,7 @@ class CaptureCallbacks:
         on_open: ``()`` once the source is open: audio position 0 is now.
         on_progress: ``(position_s, dropped_s)`` after every block: seconds of
             audio read in this run, and seconds the source dropped so far.
+        on_notice: ``(text)``: one line for the user (the recording stopped ...).
     """
 
     on_final: Callable[[Caption, Owed | None], None]
@@ -118,6 +132,7 @@ class CaptureCallbacks:
     on_state: Callable[[str, str], None] = _ignore
     on_open: Callable[[], None] = _ignore
     on_progress: Callable[[float, float], None] = _ignore
+    on_notice: Callable[[str], None] = _ignore
 
 
 class CapturePipeline:
@@ -130,7 +145,9 @@ class CapturePipeline:
                  options: CaptureOptions | None = None, *, vad: SpeechModel | None = None):
         self.options = options or CaptureOptions()
         self.callbacks = callbacks
+        self.session_dir = session_dir
         self.spool = Spool(session_dir)
+        self.recorder: Recorder | None = None
         self.client = StreamClient(client, on_final=self._on_final, on_partial=callbacks.on_partial,
                                    on_state=callbacks.on_state)
         self._vad = vad
@@ -168,6 +185,8 @@ class CapturePipeline:
 
         Raises what stops the client for good (refused key, bad URL ...).
         """
+        if self.options.record:
+            self.recorder = Recorder(new_part_path(self.session_dir, resume.offset), self.callbacks.on_notice)
         client_stop = asyncio.Event()
         client_task = asyncio.create_task(self.client.run(client_stop))
         pump = asyncio.create_task(self._pump(source, resume, stop))
@@ -190,6 +209,8 @@ class CapturePipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(pump, client_task, return_exceptions=True)
             self.spool.close()
+            if self.recorder is not None:
+                await self.recorder.close()
 
     async def _pump(self, source: AudioSource, resume: Resume, stop: asyncio.Event) -> None:
         segmenter = Segmenter(self.options.vad, first_utt=resume.first_utt, time_offset=resume.offset,
@@ -197,6 +218,8 @@ class CapturePipeline:
         async with source:
             self.callbacks.on_open()
             async for block in source:
+                if self.recorder is not None:
+                    self.recorder.write(block)
                 for event in segmenter.feed(block):
                     self._handle(event)
                 self.callbacks.on_progress(segmenter.position_s, getattr(source, "dropped_seconds", 0.0))
@@ -204,6 +227,8 @@ class CapturePipeline:
                     break
                 if self.options.fast:
                     await self.client.wait_below(self.options.max_owed)
+                    if self.recorder is not None:
+                        await self.recorder.wait_below(FAST_RECORD_BACKLOG_S)
         for event in segmenter.flush():
             self._handle(event)
 

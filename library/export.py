@@ -376,8 +376,10 @@ def to_transcript(finals: Sequence[Final], fmt: str, *, title: str = "", subtitl
 
 def export_session(session_dir: Path | str, fmt: str, opts: SubtitleOptions | None = None, *,
                    translations: Mapping[int, str] | None = None, bilingual: bool = False,
-                   slide_labels: Mapping[int, str] | None = None) -> str:
+                   slide_labels: Mapping[int, str] | None = None, layer: str = "best") -> str:
     """The export of one session folder in ``fmt`` (one of :data:`FORMATS`).
+
+    ``layer``: the transcript exported, ``best`` (the polished layer when there is one) or ``live``.
 
     ``translations`` (``utt`` -> text, from ``translations.jsonl``): subtitles
     carry both texts when ``bilingual``; otherwise the export is translated.
@@ -391,7 +393,7 @@ def export_session(session_dir: Path | str, fmt: str, opts: SubtitleOptions | No
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     folder = Path(session_dir)
-    finals = require_finals(folder, "export")
+    finals = require_finals(folder, "export", layer)
     if fmt in ("srt", "vtt"):
         return to_subtitles(finals, fmt, opts, translations=translations, bilingual=bilingual)
     if translations:

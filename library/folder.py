@@ -7,6 +7,8 @@ both re-exported here.
 Layout of ``OUT/SESSION/`` (see DESIGN.md, "Session directory")::
 
     transcript.jsonl   the journal: one final caption a line, appended and fsynced
+    transcript.polished.jsonl   the polished layer (``notsound polish``), same line codec
+    recording/         the session's audio, one Ogg Opus part a run (see library.recording)
     session.json       metadata (session, language, engine, model, started, ended)
     notes.md           rolling notes, replaced atomically
     summary.md         the final summary
@@ -49,6 +51,23 @@ from .journal import (
     encode_final,
     fmt_clock,
     read_finals,
+)
+from .polished import (
+    POLISH_LOCK,
+    POLISH_WORK,
+    POLISHED,
+    PolishBusyError,
+    PolishWork,
+    encode_polished,
+    polish_lock,
+)
+from .recording import (
+    RECORDING,
+    RecordingPart,
+    expire_recordings,
+    new_part_path,
+    recording_parts,
+    remove_recording,
 )
 from .translations import TRANSLATIONS, Translation, append_translations, read_translations
 
@@ -94,6 +113,22 @@ __all__ = [
     "Translation",
     "read_translations",
     "append_translations",
+    "RECORDING",
+    "RecordingPart",
+    "recording_parts",
+    "new_part_path",
+    "remove_recording",
+    "expire_recordings",
+    "POLISHED",
+    "POLISH_WORK",
+    "POLISH_LOCK",
+    "PolishBusyError",
+    "PolishWork",
+    "encode_polished",
+    "polish_lock",
+    "LAYERS",
+    "transcript_path",
+    "read_layer",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +139,8 @@ NOTES = "notes.md"
 SUMMARY = "summary.md"
 PENDING = "pending"
 SLIDES = "slides.json"
+#: which transcript a reader takes: the polished one when present (``best``), or the one named
+LAYERS = ("best", "live", "polished")
 #: the line under the heading of a ``notes.md`` that is an outline made without an LLM
 NOTES_OUTLINE_LINE = "_Outline without an LLM; see `notsound notes --help` to turn LLM notes on._"
 
@@ -139,13 +176,30 @@ class EmptySessionError(FolderError):
 # -- the journal ---------------------------------------------------------------
 
 
-def require_finals(session_dir: Path | str, purpose: str = "work with") -> list[Final]:
-    """The finals of a session folder; :class:`EmptySessionError` when none has any text."""
+def transcript_path(session_dir: Path | str, layer: str = "best") -> Path:
+    """The transcript a reader takes: ``live`` (the journal), ``polished``, or ``best``
+    (the polished layer when there is one: it only ever appears complete)."""
     folder = Path(session_dir)
-    finals = read_finals(folder / TRANSCRIPT)
+    if layer not in LAYERS:
+        raise ValueError(f"layer must be one of {', '.join(LAYERS)}, not {layer!r}")
+    if layer == "polished" or (layer == "best" and (folder / POLISHED).is_file()):
+        return folder / POLISHED
+    return folder / TRANSCRIPT
+
+
+def read_layer(session_dir: Path | str, layer: str = "best") -> list[Final]:
+    """The finals of one transcript layer of a session (see :func:`transcript_path`)."""
+    return read_finals(transcript_path(session_dir, layer))
+
+
+def require_finals(session_dir: Path | str, purpose: str = "work with", layer: str = "best") -> list[Final]:
+    """The finals of a session folder's ``layer``; :class:`EmptySessionError` when none has any text."""
+    folder = Path(session_dir)
+    path = transcript_path(folder, layer)
+    finals = read_finals(path)
     if not any(f.text for f in finals):
-        state = "holds no readable caption" if (folder / TRANSCRIPT).exists() else "does not exist"
-        raise EmptySessionError(f"nothing to {purpose} in {folder}: {folder / TRANSCRIPT} {state}")
+        state = "holds no readable caption" if path.exists() else "does not exist"
+        raise EmptySessionError(f"nothing to {purpose} in {folder}: {path} {state}")
     return finals
 
 
@@ -299,7 +353,7 @@ def remove_if_unused(session_dir: Path | str) -> bool:
 
     For a run that failed before any audio: the folder may hold only an
     empty journal, ``session.json``, the deck read from ``--slides``
-    (``slides.json``) and an empty ``pending/``. Anything else
+    (``slides.json``) and an empty ``pending/`` or ``recording/``. Anything else
     keeps the folder (and everything in it) where it is.
     """
     folder = Path(session_dir)
@@ -312,7 +366,7 @@ def remove_if_unused(session_dir: Path | str) -> bool:
             continue
         if entry.name == TRANSCRIPT and entry.is_file() and entry.stat().st_size == 0:
             continue
-        if entry.name == PENDING and entry.is_dir() and not any(entry.iterdir()):
+        if entry.name in (PENDING, RECORDING) and entry.is_dir() and not any(entry.iterdir()):
             continue
         return False
     try:

@@ -26,12 +26,11 @@ from .folder import (
     NOTES,
     SLIDES,
     SUMMARY,
-    TRANSCRIPT,
     Final,
     caption_language,
     list_sessions,
     notes_are_outline,
-    read_finals,
+    read_layer,
     read_meta,
 )
 
@@ -184,7 +183,7 @@ def session_info(folder: Path) -> SessionInfo:
     """The history row of one session folder."""
     folder = Path(folder)
     meta = read_meta(folder)
-    finals = read_finals(folder / TRANSCRIPT)
+    finals = read_layer(folder)
     engine = meta.get("engine")
     return SessionInfo(
         name=folder.name,

@@ -36,11 +36,11 @@ from .folder import (
     DEFAULT_OUT,
     NOTES,
     SUMMARY,
-    TRANSCRIPT,
     FolderError,
     TranscriptReader,
     list_sessions,
     read_meta,
+    transcript_path,
 )
 from .index_files import (
     HEAD_BYTES,
@@ -246,7 +246,7 @@ class LectureIndex:
         self._db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
 
     def _update_session(self, name: str, folder: Path, seen: _Seen | None, counts: dict[str, int]) -> None:
-        sigs = (stat_sig(folder / TRANSCRIPT), file_sig(folder / NOTES), file_sig(folder / SUMMARY))
+        sigs = (stat_sig(transcript_path(folder)), file_sig(folder / NOTES), file_sig(folder / SUMMARY))
         if seen and sigs == ((seen.j_size, seen.j_mtime), seen.notes_sig, seen.summary_sig):
             return
         added = transaction(self._db, lambda: self._index_session(name, folder, counts))
@@ -261,7 +261,7 @@ class LectureIndex:
     def _index_session(self, name: str, folder: Path, counts: dict[str, int]) -> int:
         """Inside a write transaction: look at the files and the session's row again (another
         process may have just done the work) and index what is new. Returns the rows written or removed."""
-        sigs = (stat_sig(folder / TRANSCRIPT), file_sig(folder / NOTES), file_sig(folder / SUMMARY))
+        sigs = (stat_sig(transcript_path(folder)), file_sig(folder / NOTES), file_sig(folder / SUMMARY))
         seen = self._current(name)
         day = session_day(folder, read_meta(folder))
         if seen is None:
@@ -271,7 +271,7 @@ class LectureIndex:
             self._db.execute("UPDATE sessions SET day = ? WHERE id = ?", (day, seen.id))
         touched = 0
         if sigs[0] != (seen.j_size, seen.j_mtime):
-            added, removed = self._index_journal(seen, folder / TRANSCRIPT, sigs[0], counts)
+            added, removed = self._index_journal(seen, transcript_path(folder), sigs[0], counts)
             counts["captions"] += added
             touched += added + removed
         for kind, sig, old, column in (("notes", sigs[1], seen.notes_sig, "notes_sig"),

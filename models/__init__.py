@@ -9,6 +9,7 @@ from .base import (
     EngineError,
     EngineOptions,
     ModelNotFoundError,
+    Segment,
     Transcript,
     UnknownEngineError,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "EngineError",
     "EngineOptions",
     "ModelNotFoundError",
+    "Segment",
     "Transcript",
     "UnknownEngineError",
     "ENGINES",

@@ -14,6 +14,7 @@ from common.errors import EXIT_USAGE, NotSoundError
 __all__ = [
     "SAMPLE_RATE",
     "Transcript",
+    "Segment",
     "DecodeHints",
     "KINDS",
     "EngineOptions",
@@ -43,6 +44,25 @@ class Transcript:
     lang: str = ""
     emotion: str = ""
     events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a long clip decoded for accuracy (:meth:`Engine.transcribe_long`).
+
+    Attributes:
+        start: seconds into the clip where it starts.
+        end: seconds where it ends.
+        text: clean text.
+        lang: language code.
+        words: ``(word, start, end)`` with seconds into the clip, where the engine gives them.
+    """
+
+    start: float
+    end: float
+    text: str
+    lang: str = ""
+    words: tuple[tuple[str, float, float], ...] = ()
 
 
 #: Job kinds an engine is asked to decode: a final (accuracy first) or a partial (speed first).
@@ -179,6 +199,18 @@ class Engine(abc.ABC):
         ``kind`` is ``"final"`` (decode for accuracy, e.g. beam search) or ``"partial"``
         (decode for speed); engines whose decoding has no such choice (CTC) ignore it.
         """
+
+    def transcribe_long(self, audio: np.ndarray, language: str = "auto",
+                        hints: DecodeHints = NO_HINTS) -> list[Segment]:
+        """Decode one long clip (up to about 30 s, across utterance borders) for accuracy.
+
+        For an after-class pass (``notsound polish``). Engines that time their
+        text override this; the default is the clip's final as one segment.
+        """
+        [result] = self.transcribe([audio], language, hints=[hints], kind="final")
+        if not result.text:
+            return []
+        return [Segment(0.0, len(audio) / SAMPLE_RATE, result.text, result.lang)]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model."""

@@ -24,6 +24,9 @@ Decoding is tuned for short VAD utterances and low latency:
 - ``vad_filter=False``: capture already cut the audio with Silero VAD.
 - ``condition_on_previous_text=False`` and ``without_timestamps=True``: every
   clip is one utterance, decoded on its own, text only.
+- :meth:`~WhisperEngine.transcribe_long` (``notsound polish``) is the other
+  way round: a window of up to 30 s across utterance borders, beam search,
+  the previous window's text as the prompt, timestamps and word timestamps on.
 
 Clips are decoded one after the other. faster-whisper's
 ``BatchedInferencePipeline`` was measured on a 2-core CPU with four 4 s
@@ -60,6 +63,7 @@ from .base import (
     EngineError,
     EngineOptions,
     ModelNotFoundError,
+    Segment,
     Transcript,
     as_float32,
 )
@@ -294,3 +298,21 @@ class WhisperEngine(Engine):
                 f"whisper failed on a {len(audio) / SAMPLE_RATE:.2f} s clip: {exc}"
             ) from exc
         return Transcript(text=text, lang=info.language)
+
+    def transcribe_long(self, audio: np.ndarray, language: str = "auto",
+                        hints: DecodeHints = NO_HINTS) -> list[Segment]:
+        if self._model is None:
+            self.load()
+        audio = as_float32(audio)
+        if len(audio) < MIN_SAMPLES:
+            return []
+        try:
+            segments, info = self._model.transcribe(
+                audio, language=self._whisper_language(language), beam_size=max(1, self.options.beam_size),
+                initial_prompt=hints.context or None, hotwords=_hotwords(hints.vocabulary),
+                vad_filter=False, condition_on_previous_text=True, word_timestamps=True)
+            return [Segment(seg.start, seg.end, seg.text.strip(), info.language,
+                            tuple((w.word.strip(), w.start, w.end) for w in seg.words or ()))
+                    for seg in segments if seg.text.strip()]
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"whisper failed on a {len(audio) / SAMPLE_RATE:.1f} s window: {exc}") from exc

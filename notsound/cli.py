@@ -165,6 +165,10 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's deck (.pptx, .pdf, .md, .txt): terms as recognition hints, "
                         "finals corrected and tagged with their slide; stored in the session")
+    p.add_argument("--no-record", dest="record", action="store_false", default=None,
+                   help="do not keep the lecture's audio (recording/ in the session folder)")
+    p.add_argument("--polish", action="store_true", default=None,
+                   help="when the lecture ends, transcribe its recording again for accuracy (see polish)")
     _add_engine_flags(p, device_flag="--engine-device")
     p.set_defaults(func=_cmd_live)
 
@@ -175,7 +179,7 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
 
     flags = {name: getattr(args, name, None) for name in (
         "server", "key_file", "ca_file", "input", "fast", "device", "session", "out",
-        "language", "events", "plain", "notes", "translate", "slides")}
+        "language", "events", "plain", "notes", "translate", "slides", "record", "polish")}
     flags.update(web=args.web, web_token_file=args.web_token_file)
     settings = build_settings(LiveSettings, "live", toml=toml, flags=flags)
     _check_web(settings)
@@ -198,7 +202,63 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
     owed = f", {result.owed} still owed: run the same session again to send them" if result.owed else ""
     print(f"session folder: {result.session_dir}  ({result.finals} new captions{latency}{owed})",
           file=sys.stderr)
+    if settings.polish and settings.record:
+        _polish(result.session_dir, _worker_settings(args, toml))
     return EXIT_OK
+
+
+# -- polish ------------------------------------------------------------------
+
+
+def _add_polish(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("polish", help="transcribe a session's recording again after class, for accuracy")
+    p.add_argument("session", metavar="SESSION", help="session folder, or the name of one under --out")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--window-s", type=float, default=28.0,
+                   help="longest stretch of the recording decoded at once (default 28)")
+    _add_engine_flags(p, device_flag="--engine-device")
+    p.set_defaults(func=_cmd_polish)
+
+
+def _cmd_polish(args: argparse.Namespace, toml: dict) -> int:
+    from library.folder import read_meta, resolve_session
+
+    folder = resolve_session(args.session, args.out)
+    engine = args.engine or read_meta(folder).get("engine") or None
+    if not 5.0 <= args.window_s <= 30.0:
+        raise CommandError("--window-s must be between 5 and 30 seconds", EXIT_USAGE)
+    _polish(folder, _worker_settings(args, toml, engine=engine), args.window_s)
+    return EXIT_OK
+
+
+def _polish(folder: Path, worker, window_s: float = 28.0) -> None:
+    """Polish ``folder`` with the engine of ``worker`` (settings), a progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from models import create_engine
+
+    from .deck import open_live_deck
+    from .polish import polish_session
+
+    def notify(text: str) -> None:
+        print(f"notsound: {text}", file=sys.stderr)
+
+    deck = asyncio.run(open_live_deck(folder, None, notify))
+    engine = create_engine(worker.engine, worker.engine_options())
+    columns = (TextColumn("polishing"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("polish", total=None)
+        result = polish_session(folder, engine, deck=deck, window_s=window_s, notify=notify,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    engine.close()
+    if result.already:
+        print(f"notsound: {folder} is polished already: {result.path}", file=sys.stderr)
+        return
+    carried = f", {result.carried} captions kept from the live layer" if result.carried else ""
+    print(f"notsound: wrote {result.path} ({result.windows} windows, {result.audio_s:.0f} s of speech"
+          f"{carried})", file=sys.stderr)
 
 
 def _check_web(settings) -> None:
@@ -381,6 +441,8 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
                         "so later commands use them without the flag")
     p.add_argument("--no-stream", dest="stream", action="store_false", default=None,
                    help="do not stream the summary to the terminal while it is written")
+    p.add_argument("--live", dest="layer", action="store_const", const="live", default=None,
+                   help="use the live captions even where a polished transcript exists (notsound polish)")
     p.set_defaults(func=_cmd_summary)
 
 
@@ -388,7 +450,7 @@ def _cmd_summary(args: argparse.Namespace, toml: dict) -> int:
     import summarizer as sm
 
     llm = build_settings(sm.LLMSettings, "llm", toml=toml)
-    flags = {"style": args.style, "language": args.language, "stream": args.stream}
+    flags = {"style": args.style, "language": args.language, "stream": args.stream, "layer": args.layer}
     settings = build_settings(sm.SummarySettings, "summary", toml=toml, flags=flags)
     folder = sm.resolve_session(args.session, args.out)
     path = asyncio.run(sm.run_summary(folder, llm, settings, sm.resolve_api_key(llm), slides=args.slides))
@@ -411,6 +473,8 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:
                    help="do not stream answers to the terminal")
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's deck (.pptx, .pdf, .md, .txt), stored in the session for later questions")
+    p.add_argument("--live", dest="layer", action="store_const", const="live", default=None,
+                   help="use the live captions even where a polished transcript exists (notsound polish)")
     p.set_defaults(func=_cmd_ask)
 
 
@@ -422,7 +486,7 @@ def _cmd_ask(args: argparse.Namespace, toml: dict) -> int:
     from summarizer.settings import AskSettings
 
     llm = build_settings(sm.LLMSettings, "llm", toml=toml)
-    settings = build_settings(AskSettings, "ask", toml=toml, flags={"stream": args.stream})
+    settings = build_settings(AskSettings, "ask", toml=toml, flags={"stream": args.stream, "layer": args.layer})
     if args.everywhere and (args.question is not None or args.session is None or args.new or args.slides):
         raise CommandError("use: notsound ask --all QUESTION [--out DIR]", EXIT_USAGE)
     if args.session is None:
@@ -513,6 +577,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="srt/vtt: each caption with its translation under it (see live --translate)")
     p.add_argument("--translated", action="store_true", help="the translation instead of the captions")
     p.add_argument("--lang", help="which translation (default: the latest made)")
+    p.add_argument("--live", dest="layer", action="store_const", const="live", default=None,
+                   help="use the live captions even where a polished transcript exists (notsound polish)")
     p.set_defaults(func=_cmd_export)
 
 
@@ -526,7 +592,8 @@ def _cmd_export(args: argparse.Namespace, toml: dict) -> int:
     folder = resolve_session(args.session, args.out)
     translations = _export_translations(folder, args) if args.bilingual or args.translated else None
     text = export_session(folder, args.fmt, translations=translations, bilingual=args.bilingual,
-                          slide_labels=_slide_labels(folder) if args.fmt == "md" else None)
+                          slide_labels=_slide_labels(folder) if args.fmt == "md" else None,
+                          layer=args.layer or "best")
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
@@ -584,7 +651,7 @@ class _Parser(argparse.ArgumentParser):
 
 #: subcommand builders in the order ``notsound --help`` lists them
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_live, _add_serve, _add_devices, _add_models, _add_keys,
+    _add_live, _add_polish, _add_serve, _add_devices, _add_models, _add_keys,
     _add_notes, _add_summary, _add_ask, _add_history, _add_export, _add_search, _add_index,
 ]
 

@@ -6,6 +6,10 @@ session cleanly: the open utterance is ended, owed finals are awaited for a
 bounded time and journaled; a second Ctrl-C quits at once. Audio still owed a
 final stays in the session's ``pending/`` folder and is sent again the next
 time the same session is started.
+
+Unless ``record`` is off, the run appends its part of the session's recording
+(``recording/``); a restarted session goes on after what is recorded, so the
+parts lie end to end on the session's clock.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ from capture.client import ClientOptions, Owed
 from capture.pipeline import AudioSource, CaptureCallbacks, CaptureOptions, CapturePipeline, Resume
 from capture.vad import VadOptions
 from common.secret_file import read_secret_file
-from library.folder import Journal, default_session_name, remove_if_unused, session_path
+from library.folder import (
+    Journal,
+    default_session_name,
+    expire_recordings,
+    list_sessions,
+    remove_if_unused,
+    session_path,
+)
+from library.opus import recorded_until
 from live.keys import KeyStore
 from live.server import Worker, WorkerSettings
 from wire.protocol import Caption, Partial
@@ -67,6 +79,10 @@ class LiveSettings:
         slides: the lecture's deck (``.pptx``, ``.pdf``, ``.md``, ``.txt``): stored in the
             session folder, its terms sent to the worker as hints, finals corrected
             against it and tagged with the slide; without it, a deck stored earlier.
+        record: keep the session's audio in ``recording/`` (``--no-record``: off).
+        keep_recordings_days: at the start of a run, delete the recordings of other
+            sessions older than this many days (their text stays); 0 keeps them all.
+        polish: when the lecture ends, polish it (``notsound polish``).
     """
 
     server: str = ""
@@ -88,6 +104,9 @@ class LiveSettings:
     web_token_file: Path | None = None
     web_max_viewers: int = 500
     slides: Path | None = None
+    record: bool = True
+    keep_recordings_days: float = 0.0
+    polish: bool = False
 
 
 @dataclass
@@ -156,7 +175,7 @@ class LiveRun:
         self.result = LiveResult(self.session_dir)
         self.stop = asyncio.Event()
         self.t0 = time.monotonic()  # monotonic time of audio position 0 (realtime sources)
-        self.offset = self.journal.last_end
+        self.offset = max(self.journal.last_end, recorded_until(self.session_dir))
         self.events = _EventLog(settings.events, lambda: time.monotonic() - self.t0)
         self.capture: CapturePipeline | None = None
         self.first_utt = self.journal.next_utt
@@ -173,7 +192,7 @@ class LiveRun:
     def callbacks(self) -> CaptureCallbacks:
         return CaptureCallbacks(on_final=self.on_final, on_partial=self.on_partial,
                                 on_state=self.view.set_state, on_open=self.on_open,
-                                on_progress=self.on_progress)
+                                on_progress=self.on_progress, on_notice=self.view.notice)
 
     def on_final(self, caption: Caption, pending: Owed | None) -> None:
         journaled: Any = caption
@@ -231,6 +250,15 @@ class LiveRun:
         self.journal.close()
 
 
+def _expire_recordings(run: LiveRun) -> None:
+    days = run.settings.keep_recordings_days
+    others = [p for p in list_sessions(run.settings.out) if p.resolve() != run.session_dir.resolve()]
+    removed = expire_recordings(others, days)
+    if removed:
+        run.view.notice(f"deleted the recordings of {len(removed)} sessions older than {days:g} days "
+                        "(their text is kept)")
+
+
 def _make_source(settings: LiveSettings) -> AudioSource:
     from capture.sources import FileSource, MicrophoneSource
 
@@ -286,6 +314,7 @@ async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
             run.journal.write_meta(session=run.session_dir.name, language=settings.language,
                                    server=url if settings.server else "embedded",
                                    started=run.journal.read_meta().get("started") or _now())
+            await asyncio.to_thread(_expire_recordings, run)
             run.deck = await open_live_deck(run.session_dir, settings.slides, run.view.notice)
             run.translator = translate(run.session_dir, view, run.on_translation) if translate else None
             await _stream(run, url, key, source or _make_source(settings), notes)
@@ -321,7 +350,7 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: AudioSource,
                       vocabulary=run.deck.vocabulary if run.deck else ()),
         run.callbacks(),
         CaptureOptions(vad=run.vad, fast=settings.fast, max_owed=settings.max_owed,
-                       drain_timeout_s=settings.drain_timeout_s),
+                       drain_timeout_s=settings.drain_timeout_s, record=settings.record),
     )
     run.capture = capture
     resume = capture.recover(run.journal.utts, Resume(run.offset, run.first_utt))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import EXIT_USAGE
-from library.folder import NOTES, SUMMARY, Final, TranscriptReader, session_ended
+from library.folder import NOTES, SUMMARY, Final, TranscriptReader, session_ended, transcript_path
 from library.index import INDEX_NAME
 from slides.store import load_session_deck
 
@@ -171,7 +171,7 @@ class LectureChat:
         self.usage = Usage()
         self._key = require_key(api_key)
         self._lock = AskLock(self.folder, settings.lock_wait_s)
-        self._reader = TranscriptReader(self.folder)
+        self._reader = TranscriptReader(transcript_path(self.folder, settings.layer))
         self._finals: list[Final] = []
         self._client: LLMClient | None = None
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from library.folder import DEFAULT_OUT, Final, list_sessions, read_finals
+from library.folder import DEFAULT_OUT, Final, list_sessions, read_layer
 
 from .ask import Answer, NothingToAskError, check_question, require_key
 from .ask_cite import Spans, check_library_citations, withhold
@@ -33,7 +33,7 @@ HITS = 24
 
 
 def _finals_of(out: Path, sessions: list[str]) -> dict[str, list[Final]]:
-    return {name: [f for f in read_finals(out / name) if f.text] for name in sessions}
+    return {name: [f for f in read_layer(out / name) if f.text] for name in sessions}
 
 
 def _passages(out: Path, question: str, settings: AskSettings) -> tuple[list[str], dict[str, list[Final]]]:

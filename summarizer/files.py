@@ -9,10 +9,12 @@ from library.folder import (
     NOTES_OUTLINE_LINE,
     SUMMARY,
     TRANSCRIPT,
+    read_layer,
     read_meta,
     remove_stale_temps,
     resolve_session,
     session_ended,
+    transcript_path,
     write_atomic,
 )
 
@@ -29,6 +31,8 @@ __all__ = [
     "resolve_session",
     "read_meta",
     "session_ended",
+    "read_layer",
+    "transcript_path",
 ]
 
 #: the notes' watermark next to ``notes.md`` (the summarizer's own file)

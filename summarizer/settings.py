@@ -138,6 +138,8 @@ class SummarySettings:
         slides_share: at most this share of ``context_tokens`` goes to slides.
         stream: stream the summary to the terminal while it is written
             (only when standard output is a terminal).
+        layer: the transcript summarised: ``best`` (the polished one when there is
+            one, see ``notsound polish``) or ``live``.
     """
 
     style: str = "detailed"
@@ -146,6 +148,7 @@ class SummarySettings:
     part_output_tokens: int = 1_500
     slides_share: float = 0.25
     stream: bool = True
+    layer: str = "best"
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -177,6 +180,7 @@ class AskSettings:
             the first before it gives up.
         carry_turns: turns repeated (question and answer) when a new snapshot starts.
         stream: stream answers to the terminal (only when it is one).
+        layer: the transcript asked about: ``best`` (polished when there is one) or ``live``.
     """
 
     context_tokens: int = 56_000
@@ -190,6 +194,7 @@ class AskSettings:
     lock_wait_s: float = 2.0
     carry_turns: int = 2
     stream: bool = True
+    layer: str = "best"
 
     def __post_init__(self) -> None:
         if self.context_tokens < 2_000:

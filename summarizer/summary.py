@@ -23,7 +23,7 @@ from slides import Deck, DeckError, align_texts, attach_deck, load_session_deck,
 
 from .client import LLMClient, Message, Usage
 from .errors import LLMOutputError, NoAPIKeyError, SummaryError
-from .files import SUMMARY, TRANSCRIPT, write_atomic
+from .files import SUMMARY, read_layer, transcript_path, write_atomic
 from .prompts import (
     deck_text,
     fence,
@@ -39,7 +39,6 @@ from .transcript import (
     estimate_tokens,
     fmt_time,
     guess_language,
-    read_finals,
     split_by_tokens,
 )
 
@@ -284,11 +283,11 @@ def session_deck(session_dir: Path, slides: Path | None) -> Deck | None:
         raise SummaryError(str(exc)) from None
 
 
-def _read_material(session_dir: Path, budget: int, slides: Path | None
+def _read_material(session_dir: Path, budget: int, slides: Path | None, layer: str = "best"
                    ) -> tuple[list[Final], str, list[str]]:
-    finals = [f for f in read_finals(session_dir / TRANSCRIPT) if f.text]
+    finals = [f for f in read_layer(session_dir, layer) if f.text]
     if not finals:
-        raise SummaryError(f"no captions in {session_dir / TRANSCRIPT}: nothing to summarise")
+        raise SummaryError(f"no captions in {transcript_path(session_dir, layer)}: nothing to summarise")
     deck = session_deck(session_dir, slides)
     if deck is None:
         return finals, "", []
@@ -299,7 +298,8 @@ async def _prepare(session_dir: Path, llm: LLMSettings, settings: SummarySetting
                    slides: Path | None) -> tuple[list[Final], str, str, list[str]]:
     """The captions, the summary language, the slides text and each caption's slide label."""
     budget = int(llm.context_tokens * settings.slides_share)
-    finals, slides_text, labels = await asyncio.to_thread(_read_material, session_dir, budget, slides)
+    finals, slides_text, labels = await asyncio.to_thread(_read_material, session_dir, budget, slides,
+                                                        settings.layer)
     language = settings.language if settings.language.lower() != "auto" else guess_language(finals)
     return finals, language, slides_text, labels
 

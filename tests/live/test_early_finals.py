@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 
 from capture.client import ClientOptions, StreamClient
-from live.session import CONTEXT_CHARS
+from live.stream import CONTEXT_CHARS
 from models.fake import fake_text
 from wire.protocol import (
     CLOSE_PROTOCOL_ERROR,

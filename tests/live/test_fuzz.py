@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from live.session import StreamLimits
+from live.stream import StreamLimits
 from models.fake import fake_text
 from wire.protocol import (
     CLOSE_NORMAL,

@@ -20,17 +20,9 @@ from websockets.exceptions import ConnectionClosed
 from models import Engine
 from wire.protocol import CLOSE_GOING_AWAY, Message, Ready, encode
 
+from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFinal
 from .scheduler import Scheduler
-from .stream import (
-    Action,
-    CancelFinal,
-    Close,
-    RequestPartial,
-    Send,
-    StreamCore,
-    StreamLimits,
-    SubmitFinal,
-)
+from .stream import StreamCore, StreamLimits
 
 __all__ = ["StreamSession"]
 

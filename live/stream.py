@@ -8,7 +8,7 @@ partial and when silence holds it back, the early decodes a ``pause`` starts,
 the context tail given to the engine, finals in the order their utterances
 ended, the resend rule, the drain on ``bye`` or shutdown, and the backlog that
 backpressure reads. It never awaits, sends, logs or reads a clock of its own:
-each input returns the :data:`Action` values to carry out, in order
+each input returns the :mod:`live.actions` to carry out, in order
 (:class:`live.session.StreamSession` does, over a WebSocket), so it can be
 driven and fuzzed without sockets.
 """
@@ -18,12 +18,12 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from common.limits import TokenBucket
-from models import NO_HINTS, DecodeHints, Transcript
+from models import DecodeHints, Transcript
 from wire.protocol import (
     CLOSE_ENGINE_FAILURE,
     CLOSE_GOING_AWAY,
@@ -49,21 +49,10 @@ from wire.protocol import (
     decode_client,
 )
 
-__all__ = [
-    "PARTIAL_BACKLOG",
-    "CONTEXT_CHARS",
-    "QUIET_RATIO",
-    "MAX_EARLY_DECODES",
-    "EARLY_DECODE_GAP_S",
-    "StreamLimits",
-    "Send",
-    "SubmitFinal",
-    "CancelFinal",
-    "RequestPartial",
-    "Close",
-    "Action",
-    "StreamCore",
-]
+from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFinal
+
+__all__ = ["PARTIAL_BACKLOG", "CONTEXT_CHARS", "QUIET_RATIO", "MAX_EARLY_DECODES", "EARLY_DECODE_GAP_S",
+           "StreamLimits", "StreamCore"]
 
 #: messages waiting to be sent beyond which new partials are dropped
 PARTIAL_BACKLOG = 4
@@ -107,60 +96,6 @@ class StreamLimits:
     message_burst: float = 200.0
     idle_timeout_s: float = 300.0
     max_owed: int = 32
-
-
-# -- actions -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Send:
-    """Queue ``message`` for the client, behind everything queued before it."""
-
-    message: Message
-
-
-@dataclass(frozen=True)
-class SubmitFinal:
-    """Decode ``audio`` (utterance ``utt``) at final priority and report the outcome as ``job``
-    (:meth:`StreamCore.final_decoded`, :meth:`StreamCore.final_failed`)."""
-
-    job: int
-    utt: int
-    audio: np.ndarray = field(compare=False, repr=False)
-    language: str = "auto"
-    hints: DecodeHints = NO_HINTS
-
-
-@dataclass(frozen=True)
-class CancelFinal:
-    """Withdraw decode ``job``: its outcome no longer matters and is not to be reported."""
-
-    job: int
-
-
-@dataclass(frozen=True)
-class RequestPartial:
-    """Ask for a partial of the open utterance ``utt`` (it replaces an older request of the
-    same number); ``ticket`` names that utterance in :meth:`StreamCore.partial_decoded`
-    and :meth:`StreamCore.partial_stale`."""
-
-    utt: int
-    ticket: int
-    audio: np.ndarray = field(compare=False, repr=False)
-    language: str = "auto"
-    hints: DecodeHints = NO_HINTS
-
-
-@dataclass(frozen=True)
-class Close:
-    """Close the connection with ``code`` and ``reason`` once everything queued before it is
-    sent. It is the last action of a stream."""
-
-    code: int
-    reason: str
-
-
-Action = Send | SubmitFinal | CancelFinal | RequestPartial | Close
 
 
 # -- state -----------------------------------------------------------------------

@@ -25,18 +25,14 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from common.limits import TokenBucket
+from live.actions import CancelFinal, Close, RequestPartial, Send, SubmitFinal
 from live.stream import (
     CONTEXT_CHARS,
     EARLY_DECODE_GAP_S,
     MAX_EARLY_DECODES,
     PARTIAL_BACKLOG,
-    CancelFinal,
-    Close,
-    RequestPartial,
-    Send,
     StreamCore,
     StreamLimits,
-    SubmitFinal,
 )
 from models import Transcript
 from wire.protocol import (

@@ -206,7 +206,7 @@ class Scheduler:
         The oldest always goes, so no final waits behind newer ones; the others
         are taken closest in length first, so a batch adds the least padding
         (the policy bounds it). Finals of one stream may thus be decoded out of
-        order; the stream sends them in order (:mod:`live.session`).
+        order; the stream sends them in order (:mod:`live.stream`).
         """
         live = [job for job in self._finals if not job.future.done()]  # withdrawn: gone
         if not live:

@@ -36,7 +36,8 @@ from .admin import ADMIN_PREFIX, authenticate, handle_admin, json_response
 from .calibrate import ANY_BATCH, BatchPolicy, calibrate_batching
 from .keys import KeyRecord, KeyStore, KeyStoreError
 from .scheduler import Scheduler, SchedulerOptions
-from .session import StreamLimits, StreamSession
+from .session import StreamSession
+from .stream import StreamLimits
 
 __all__ = ["WorkerSettings", "Worker", "WorkerError", "run_serve", "STREAM_PATH", "HEALTH_PATH"]
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from bench.fake_engine import fake_text
 from capture.client import ClientOptions, StreamClient
-from live.session import CONTEXT_CHARS
+from live.stream import CONTEXT_CHARS
 from wire.protocol import (
     CLOSE_PROTOCOL_ERROR,
     End,

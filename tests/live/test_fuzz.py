@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.fake_engine import fake_text
-from live.session import StreamLimits
+from live.stream import StreamLimits
 from wire.protocol import (
     CLOSE_NORMAL,
     CLOSE_REASONS,

@@ -1,0 +1,471 @@
+"""The rules of one stream, without I/O: frames and engine outcomes in, actions out.
+
+:class:`StreamCore` decides everything one connection needs decided: the
+protocol's order (hello first, one open utterance, ``end`` and ``pause`` of
+the open one only), the limits (utterance length, audio and message rate,
+frame sizes through :func:`wire.protocol.decode_client`), when to ask for a
+partial and when silence holds it back, the early decodes a ``pause`` starts,
+the context tail given to the engine, finals in the order their utterances
+ended, the resend rule, the drain on ``bye`` or shutdown, and the backlog that
+backpressure reads. It never awaits, sends, logs or reads a clock of its own:
+each input returns the :mod:`live.actions` to carry out, in order
+(:class:`live.session.StreamSession` does, over a WebSocket), so it can be
+driven and fuzzed without sockets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.limits import TokenBucket
+from models import DecodeHints, Transcript
+from wire.protocol import (
+    CLOSE_ENGINE_FAILURE,
+    CLOSE_GOING_AWAY,
+    CLOSE_IDLE,
+    CLOSE_NORMAL,
+    CLOSE_RATE_LIMITED,
+    CLOSE_UTTERANCE_TOO_LONG,
+    FEATURE_PAUSE,
+    FEATURE_VOCABULARY,
+    MAX_TEXT_FRAME_BYTES,
+    SAMPLE_RATE,
+    Bye,
+    Caption,
+    End,
+    Error,
+    Hello,
+    Message,
+    Partial,
+    Pause,
+    ProtocolError,
+    Ready,
+    Start,
+    decode_client,
+)
+
+from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFinal
+
+__all__ = ["PARTIAL_BACKLOG", "CONTEXT_CHARS", "QUIET_RATIO", "MAX_EARLY_DECODES", "EARLY_DECODE_GAP_S",
+           "StreamLimits", "StreamCore"]
+
+#: messages waiting to be sent beyond which new partials are dropped
+PARTIAL_BACKLOG = 4
+#: characters of a stream's recent finals given to the engine as context
+CONTEXT_CHARS = 200
+#: a frame this far (power ratio) under the utterance's loudest is silence: -20 dB
+QUIET_RATIO = 0.01
+#: early decodes of one utterance at most, and the new audio each needs after the last:
+#: a pause costs a final-priority decode, so a client cannot buy them with 2-byte frames
+MAX_EARLY_DECODES = 8
+EARLY_DECODE_GAP_S = 0.5
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Per-connection limits.
+
+    Attributes:
+        max_utterance_s: longest utterance accepted; longer closes with 4003.
+        max_frame_bytes: largest frame websockets reads at all (beyond it the
+            connection closes with 1009); frames under it but over the
+            protocol's limits (64 KiB text, 32,000 bytes audio) get an error
+            and close 4002.
+        max_queue_frames: frames buffered before the reader stops reading.
+        audio_rate: audio accepted per second of wall time, as a multiple of
+            real time (0: no limit); beyond it the stream closes with 4004.
+        audio_burst_s: seconds of audio that may arrive at once (a resend
+            after a reconnect), on top of ``audio_rate``.
+        messages_per_s / message_burst: frames of any kind per second; 4004.
+        idle_timeout_s: close with 4005 after this long without a frame (0: never).
+        max_owed: finals a stream may owe before the worker stops reading
+            from it until some are delivered (TCP backpressure, no error).
+    """
+
+    max_utterance_s: float = 30.0
+    max_frame_bytes: int = 2 * MAX_TEXT_FRAME_BYTES
+    max_queue_frames: int = 16
+    audio_rate: float = 2.0
+    audio_burst_s: float = 60.0
+    messages_per_s: float = 50.0
+    message_burst: float = 200.0
+    idle_timeout_s: float = 300.0
+    max_owed: int = 32
+
+
+# -- state -----------------------------------------------------------------------
+
+
+class _Open:
+    """The open utterance: its audio so far, partial cadence, silence gate, early decodes."""
+
+    def __init__(self, utt: int, start: float, ticket: int):
+        self.utt = utt
+        self.start = start
+        self.ticket = ticket
+        self.chunks: list[np.ndarray] = []
+        self.samples = 0
+        self.partial_at = 0
+        self.peak = 0.0  # mean power of the loudest frame so far
+        self.quiet = False  # the newest frame is silence next to the loudest
+        self.speculative: tuple[int, int] | None = None  # (samples, job) of a pause's decode
+        self.early_decodes = 0
+        self.early_at = 0  # samples when the last early decode started
+
+    def add(self, pcm: np.ndarray) -> None:
+        self.chunks.append(pcm)
+        self.samples += len(pcm)
+        if len(pcm):
+            power = float(np.mean(np.square(pcm, dtype=np.float64)))
+            self.peak = max(self.peak, power)
+            self.quiet = power < QUIET_RATIO * self.peak
+
+    def audio(self) -> np.ndarray:
+        if not self.chunks:
+            return np.zeros(0, dtype=np.int16)
+        if len(self.chunks) > 1:
+            self.chunks = [np.concatenate(self.chunks)]
+        return self.chunks[0]
+
+
+@dataclass(frozen=True)
+class _Owed:
+    """The final owed for one ended utterance."""
+
+    job: int
+    start: float
+    end: float
+
+
+class StreamCore:
+    """The state machine of one stream. Every input returns the actions it calls for.
+
+    Args:
+        limits: the connection's limits.
+        offer: the ``ready`` that answers ``hello``; its features are the ones accepted.
+        partial_interval_s: seconds of new audio between partials of an utterance
+            that is so many seconds long (the scheduler's cadence).
+        clock: seconds, monotonic; the rate limits read it.
+    """
+
+    def __init__(self, limits: StreamLimits, offer: Ready,
+                 partial_interval_s: Callable[[float], float],
+                 clock: Callable[[], float] = time.monotonic):
+        self.limits = limits
+        self.offer = offer
+        self.hello: Hello | None = None
+        self.context = ""  # tail of this stream's recent finals
+        self.audio_s = 0.0
+        self.failure: Error | None = None  # the error that ended the stream
+        self.closed = False  # the close is out: nothing follows
+        self._partial_interval_s = partial_interval_s
+        self._open: _Open | None = None
+        self._owed: dict[int, _Owed] = {}  # by utterance number, in the order they ended
+        self._outcomes: dict[int, Transcript | None] = {}  # by job; None: the engine failed
+        self._queued = 0  # messages sent out and not yet taken to be written
+        self._bye = False
+        self._drain_code: int | None = None
+        self._awaited: set[int] = set()  # jobs the drain waits for
+        self._jobs = itertools.count()
+        self._tickets = itertools.count()
+        self._actions: list[Action] = []
+        self._audio_bucket = TokenBucket(limits.audio_rate, limits.audio_burst_s, clock)
+        self._message_bucket = TokenBucket(limits.messages_per_s, limits.message_burst, clock)
+
+    # -- what the driver reads ---------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.hello.session if self.hello else "?"
+
+    @property
+    def language(self) -> str:
+        return self.hello.language if self.hello else "auto"
+
+    @property
+    def accepting(self) -> bool:
+        """Whether frames are still read: not after ``bye`` or the close."""
+        return not (self.closed or self._bye)
+
+    @property
+    def idle_timeout_s(self) -> float | None:
+        """How long to wait for a frame before :meth:`idle` (None: for ever)."""
+        return self.limits.idle_timeout_s or None
+
+    @property
+    def owed(self) -> tuple[int, ...]:
+        """Utterances whose final is owed (decoding, or decoded and waiting its turn)."""
+        return tuple(self._owed)
+
+    @property
+    def backlog(self) -> int:
+        """Finals owed plus messages not yet taken to be written."""
+        return len(self._owed) + self._queued
+
+    def partial_stale(self, ticket: int) -> bool:
+        """Whether a partial of ``ticket`` is no longer worth decoding."""
+        utt = self._open
+        return self.closed or utt is None or utt.ticket != ticket or utt.speculative is not None
+
+    # -- inputs --------------------------------------------------------------
+
+    def receive(self, frame: str | bytes) -> list[Action]:
+        """One frame from the client."""
+        return self._step(self._receive, frame)
+
+    def idle(self) -> list[Action]:
+        """Nothing arrived for :attr:`idle_timeout_s`."""
+        return self._step(self._on_idle)
+
+    def taken(self) -> None:
+        """The driver took the oldest message it was sent, to write it."""
+        self._queued -= 1
+
+    def final_decoded(self, job: int, result: Transcript) -> list[Action]:
+        return self._step(self._on_decoded, job, result)
+
+    def final_failed(self, job: int) -> list[Action]:
+        """The engine failed on ``job``; the stream fails too if that was an owed final."""
+        return self._step(self._on_failed, job)
+
+    def partial_decoded(self, ticket: int, text: str) -> list[Action]:
+        return self._step(self._on_partial, ticket, text)
+
+    def drain(self, code: int = CLOSE_GOING_AWAY) -> list[Action]:
+        """Close with ``code`` once the finals owed now are sent (shutdown)."""
+        return self._step(self._start_drain, code)
+
+    def give_up(self) -> list[Action]:
+        """The drain took too long: withdraw what it waits for and close now."""
+        return self._step(self._give_up)
+
+    def refuse(self, code: str, message: str, close_code: int) -> list[Action]:
+        """Fail the stream from outside (a limit on the key, a revoked key)."""
+        return self._step(self._fail, code, message, close_code)
+
+    def _step(self, handle: Callable[..., None], *args: object) -> list[Action]:
+        if not self.closed:
+            try:
+                handle(*args)
+            except ProtocolError as exc:
+                self._fail(exc.code, str(exc), exc.close_code)
+            if self._drain_code is not None and not self._awaited and not self.closed:
+                self._close(self._drain_code, "bye" if self._drain_code == CLOSE_NORMAL
+                            else "worker shutting down")
+        actions, self._actions = self._actions, []
+        return actions
+
+    # -- messages ------------------------------------------------------------
+
+    def _receive(self, frame: str | bytes) -> None:
+        if self._bye:
+            return  # not read after bye
+        if not self._message_bucket.take():
+            raise ProtocolError(f"more than {self.limits.messages_per_s:g} messages per second",
+                                code="rate_limited", close_code=CLOSE_RATE_LIMITED)
+        msg = decode_client(frame)
+        if isinstance(msg, bytes):
+            self._on_audio(msg)
+        elif isinstance(msg, Hello):
+            self._on_hello(msg)
+        elif self.hello is None:
+            raise ProtocolError(f"{msg.type} before hello", code="no_hello")
+        elif isinstance(msg, Start):
+            self._on_start(msg)
+        elif isinstance(msg, End):
+            self._on_end(msg)
+        elif isinstance(msg, Pause):
+            self._on_pause(msg)
+        elif isinstance(msg, Bye):
+            self._bye = True
+            self._start_drain(CLOSE_NORMAL)
+
+    def _on_idle(self) -> None:
+        if not self._bye:  # after bye nothing more is read, so nothing is awaited either
+            self._fail("idle", f"nothing received for {self.limits.idle_timeout_s:g} s", CLOSE_IDLE)
+
+    def _on_hello(self, msg: Hello) -> None:
+        if self.hello is not None:
+            raise ProtocolError("second hello on one connection", code="duplicate_hello")
+        self.hello = msg
+        self._send(self.offer)
+
+    def _on_start(self, msg: Start) -> None:
+        if self._open is not None:
+            raise ProtocolError(f"start of {msg.utt} while {self._open.utt} is open", code="utterance_open")
+        if self._drain_code is not None:
+            raise ProtocolError("worker is shutting down", code="shutting_down", close_code=CLOSE_GOING_AWAY)
+        self._open = _Open(msg.utt, msg.t, next(self._tickets))
+
+    def _on_audio(self, data: bytes) -> None:
+        utt = self._open
+        if self.hello is None or utt is None:
+            raise ProtocolError("audio outside an utterance", code="audio_outside_utterance")
+        pcm = np.frombuffer(data, dtype="<i2")
+        if utt.samples + len(pcm) > self.limits.max_utterance_s * SAMPLE_RATE:
+            raise ProtocolError(f"utterance {utt.utt} is longer than {self.limits.max_utterance_s:g} s",
+                                code="utterance_too_long", close_code=CLOSE_UTTERANCE_TOO_LONG)
+        if not self._audio_bucket.take(len(pcm) / SAMPLE_RATE):
+            raise ProtocolError(f"audio arrives faster than {self.limits.audio_rate:g}x real time",
+                                code="rate_limited", close_code=CLOSE_RATE_LIMITED)
+        if len(pcm):
+            self._drop_speculative(utt)  # speech went on after the pause
+        utt.add(pcm)
+        self.audio_s += len(pcm) / SAMPLE_RATE
+        interval = self._partial_interval_s(utt.samples / SAMPLE_RATE)
+        # A partial waits while the newest audio is silence: it could show no new word,
+        # and in the pause after the last one it would hold up the final's decode.
+        if utt.samples - utt.partial_at >= interval * SAMPLE_RATE and not utt.quiet:
+            utt.partial_at = utt.samples
+            self._actions.append(RequestPartial(utt.utt, utt.ticket, utt.audio(), self.language,
+                                                self._hints()))
+
+    def _on_end(self, msg: End) -> None:
+        utt = self._open
+        if utt is None or utt.utt != msg.utt:
+            raise ProtocolError(f"end of {msg.utt}, which is not the open utterance", code="not_open")
+        self._open = None
+        if utt.speculative is not None and utt.speculative[0] == utt.samples:
+            job = utt.speculative[1]  # decoded (or decoding) exactly this audio already
+        else:
+            self._drop_speculative(utt)
+            job = self._submit(utt)
+        previous = self._owed.pop(utt.utt, None)
+        if previous is not None:  # the same number resent: only the newest counts
+            self._withdraw(previous.job)
+        self._owed[utt.utt] = _Owed(job, utt.start, utt.start + utt.samples / SAMPLE_RATE)
+        if job in self._outcomes and self._outcomes[job] is None:
+            self._engine_failed(utt.utt)  # the pause's decode this final is had failed
+        else:
+            self._release()
+
+    def _on_pause(self, msg: Pause) -> None:
+        utt = self._open
+        if utt is None or utt.utt != msg.utt:
+            raise ProtocolError(f"pause of {msg.utt}, which is not the open utterance", code="not_open")
+        if FEATURE_PAUSE not in self.offer.features:
+            raise ProtocolError("pause was not offered in ready", code="unexpected_type")
+        if msg.samples != utt.samples:
+            raise ProtocolError(f"pause of {msg.utt} at {msg.samples} samples, but {utt.samples} arrived",
+                                code="bad_pause")
+        if utt.speculative is not None and utt.speculative[0] == utt.samples:
+            return  # already decoding exactly this audio
+        if utt.early_decodes and (utt.early_decodes >= MAX_EARLY_DECODES
+                                  or utt.samples - utt.early_at < EARLY_DECODE_GAP_S * SAMPLE_RATE):
+            return  # too many or too soon: the final is decoded at the end as without the feature
+        utt.early_decodes += 1
+        utt.early_at = utt.samples
+        self._drop_speculative(utt)
+        utt.speculative = (utt.samples, self._submit(utt))
+
+    # -- engine outcomes -------------------------------------------------------
+
+    def _on_decoded(self, job: int, result: Transcript) -> None:
+        utt = self._open
+        if utt is not None and utt.speculative is not None and utt.speculative[1] == job:
+            self._outcomes[job] = result  # the final, should end come with no more audio
+            self._send_partial(utt.utt, result.text)  # shown at once while the pause holds
+        elif self._owed_utt(job) is not None:
+            self._outcomes[job] = result
+            self._release()
+
+    def _on_failed(self, job: int) -> None:
+        utt = self._open
+        if utt is not None and utt.speculative is not None and utt.speculative[1] == job:
+            self._outcomes[job] = None  # fails the stream only if it becomes the final
+            return
+        owed = self._owed_utt(job)
+        if owed is not None:
+            self._engine_failed(owed)
+
+    def _on_partial(self, ticket: int, text: str) -> None:
+        if self._open is not None and self._open.ticket == ticket:
+            self._send_partial(self._open.utt, text)
+
+    def _send_partial(self, utt: int, text: str) -> None:
+        # A partial is only worth sending to a client that keeps up with what it is sent.
+        if text and self._queued < PARTIAL_BACKLOG:
+            self._send(Partial(utt=utt, text=text))
+
+    def _release(self) -> None:
+        """Send the finals that are decoded and whose turn it is (the order they ended in)."""
+        while self._owed:
+            utt, owed = next(iter(self._owed.items()))
+            result = self._outcomes.pop(owed.job, None)
+            if result is None:
+                return
+            del self._owed[utt]
+            self._awaited.discard(owed.job)
+            self._send(Caption(utt=utt, start=owed.start, end=owed.end, text=result.text, lang=result.lang,
+                               emotion=result.emotion, events=tuple(result.events)))
+            self._remember(result.text)
+
+    def _engine_failed(self, utt: int) -> None:
+        self._fail("engine_failure", f"engine failed on utterance {utt}; reconnect and resend",
+                   CLOSE_ENGINE_FAILURE)
+
+    # -- endings -----------------------------------------------------------------
+
+    def _start_drain(self, code: int) -> None:
+        if self._drain_code is None:
+            self._drain_code = code
+            self._awaited = {owed.job for owed in self._owed.values()}
+
+    def _give_up(self) -> None:
+        if self._drain_code is None:
+            return
+        for utt, owed in list(self._owed.items()):
+            if owed.job in self._awaited:
+                del self._owed[utt]
+                self._withdraw(owed.job)
+
+    def _fail(self, code: str, message: str, close_code: int) -> None:
+        self.failure = Error(code=code, message=message)
+        self._send(self.failure)
+        self._close(close_code, code[:100])
+
+    def _close(self, code: int, reason: str) -> None:
+        self._actions.append(Close(code, reason))
+        self.closed = True
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _send(self, message: Message) -> None:
+        self._actions.append(Send(message))
+        self._queued += 1
+
+    def _submit(self, utt: _Open) -> int:
+        job = next(self._jobs)
+        self._actions.append(SubmitFinal(job, utt.utt, utt.audio(), self.language, self._hints()))
+        return job
+
+    def _withdraw(self, job: int) -> None:
+        self._actions.append(CancelFinal(job))
+        self._outcomes.pop(job, None)
+        self._awaited.discard(job)
+
+    def _drop_speculative(self, utt: _Open) -> None:
+        if utt.speculative is not None:
+            self._withdraw(utt.speculative[1])
+            utt.speculative = None
+
+    def _owed_utt(self, job: int) -> int | None:
+        return next((utt for utt, owed in self._owed.items() if owed.job == job), None)
+
+    def _hints(self) -> DecodeHints:
+        offered = self.hello is not None and FEATURE_VOCABULARY in self.offer.features
+        return DecodeHints(context=self.context, vocabulary=self.hello.vocabulary if offered else ())
+
+    def _remember(self, text: str) -> None:
+        """Keep the tail of the stream's finals (whole words where there are spaces)."""
+        joined = f"{self.context} {text}".strip() if text else self.context
+        if len(joined) > CONTEXT_CHARS:
+            cut = joined[-CONTEXT_CHARS:]
+            space = cut.find(" ")
+            joined = cut[space + 1:] if 0 <= space < CONTEXT_CHARS // 4 else cut
+        self.context = joined

@@ -1,0 +1,654 @@
+"""The stream core driven directly: frames, engine outcomes and clock steps in, actions out.
+
+The fuzz plays 10,000 random sequences a run against a reference model of the
+protocol: hello (first, late or twice), start (next, resent or any number),
+audio of random sizes and loudness (over the utterance limit and the audio
+rate too), pause and end (right and wrong numbers and sample counts), bye,
+malformed frames, engine outcomes in random order (decoded or failed),
+partials, the transport taking what was sent, clock steps, idle timeouts and
+shutdown drains; then the engine answers everything and the client says bye.
+After every step it checks that each frame got exactly the error the
+protocol gives it (or none) and the close that goes with that error; that
+nothing follows a close and every close code is documented; that finals go
+out once per ended utterance, in the order the utterances ended, for the
+audio each had (only the newest of a resent number), never for one not
+ended; that a ``bye`` or a drain closes only after the finals it owes; that
+no decode is longer than ``max_utterance_s`` and audio never outruns the
+rate; and that the backlog is the finals owed plus what the transport has
+not taken.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
+
+from common.limits import TokenBucket
+from live.actions import CancelFinal, Close, RequestPartial, Send, SubmitFinal
+from live.stream import (
+    CONTEXT_CHARS,
+    EARLY_DECODE_GAP_S,
+    MAX_EARLY_DECODES,
+    PARTIAL_BACKLOG,
+    StreamCore,
+    StreamLimits,
+)
+from models import Transcript
+from wire.protocol import (
+    CLOSE_ENGINE_FAILURE,
+    CLOSE_FRAME_TOO_LARGE,
+    CLOSE_GOING_AWAY,
+    CLOSE_IDLE,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_RATE_LIMITED,
+    CLOSE_REASONS,
+    CLOSE_UTTERANCE_TOO_LONG,
+    FEATURE_PAUSE,
+    FEATURE_VOCABULARY,
+    MAX_TEXT_FRAME_BYTES,
+    SAMPLE_RATE,
+    Bye,
+    Caption,
+    End,
+    Error,
+    Hello,
+    Partial,
+    Pause,
+    Ready,
+    Start,
+    encode,
+)
+
+SR = SAMPLE_RATE
+#: small limits, so that a short sequence reaches each of them
+LIMITS = StreamLimits(max_utterance_s=1.0, audio_rate=2.0, audio_burst_s=2.0,
+                      messages_per_s=20.0, message_burst=30.0, idle_timeout_s=5.0)
+MAX_SAMPLES = int(LIMITS.max_utterance_s * SR)
+VOCABULARY = ("Fourier", "eigenvalue")
+#: close code of each error the core sends
+CLOSES = {"frame_too_large": CLOSE_FRAME_TOO_LARGE, "utterance_too_long": CLOSE_UTTERANCE_TOO_LONG,
+          "rate_limited": CLOSE_RATE_LIMITED, "idle": CLOSE_IDLE, "engine_failure": CLOSE_ENGINE_FAILURE,
+          "shutting_down": CLOSE_GOING_AWAY}
+#: malformed frames and the error each gets
+GARBAGE = (
+    ("not json", "bad_message"),
+    ('{"type":"start","utt":-1,"t":0}', "bad_field"),
+    ('{"type":"final","utt":0,"start":0,"end":1,"text":""}', "unexpected_type"),
+    (b"\x00\x00\x00", "odd_audio_frame"),
+    (bytes(32_002), "frame_too_large"),
+    ("x" * (MAX_TEXT_FRAME_BYTES + 1), "frame_too_large"),
+)
+LEVELS = (0, 30, 3000)  # silence, -40 dB under speech, speech
+
+
+def cadence(open_s: float) -> float:
+    """Seconds of new audio between partials: longer for a longer utterance, like the scheduler's."""
+    return 0.2 + 0.2 * open_s
+
+
+def heard(samples: int) -> str:
+    """The fake engine's text for a clip: it names the clip's length."""
+    return f"heard {samples} samples"
+
+
+def wrong(x: int) -> bool:
+    """Whether a step with argument ``x`` breaks its rule (1 in 64)."""
+    return x % 64 == 63
+
+
+def make_core(features: tuple[str, ...] = (FEATURE_PAUSE,), limits: StreamLimits = LIMITS,
+              clock=lambda: 0.0) -> StreamCore:
+    offer = Ready(engine="fake", model="test", max_utterance_s=limits.max_utterance_s, features=features)
+    return StreamCore(limits, offer, cadence, clock=clock)
+
+
+def audio(samples: int, level: int = 3000) -> bytes:
+    return np.full(samples, level, dtype="<i2").tobytes()
+
+
+class Utterance:
+    """The model of the open utterance."""
+
+    def __init__(self, utt: int, start: float):
+        self.utt, self.start = utt, start
+        self.samples = self.partial_at = self.early = self.early_at = 0
+        self.peak, self.quiet = 0.0, False
+        self.ticket: int | None = None
+        self.speculative: tuple[int, int] | None = None  # (samples, job)
+
+
+class Run:
+    """One core, driven as the driver drives it, checked against a model after every step."""
+
+    def __init__(self, features: tuple[str, ...]):
+        self.now = 0.0
+        self.core = make_core(features, clock=lambda: self.now)
+        self.features = features
+        self.message_bucket = TokenBucket(LIMITS.messages_per_s, LIMITS.message_burst, lambda: self.now)
+        self.audio_bucket = TokenBucket(LIMITS.audio_rate, LIMITS.audio_burst_s, lambda: self.now)
+        self.hello: Hello | None = None
+        self.open: Utterance | None = None
+        self.ended: list[tuple[int, float, int, int]] = []  # (utt, start, samples, job) by end
+        self.newest: dict[int, int] = {}  # utterance number -> its newest end
+        self.owed: set[int] = set()  # ends whose final is owed
+        self.captioned: set[int] = set()
+        self.jobs: dict[int, SubmitFinal] = {}  # decodes under way
+        self.failed: set[int] = set()
+        self.partials: dict[int, RequestPartial] = {}
+        self.untaken = 0
+        self.said = ""  # every final's text so far
+        self.bye_seen = False
+        self.drained: set[int] | None = None  # the ends owed when bye or a drain began
+        self.drain_code: int | None = None  # the close the first of them asked for
+        self.gave_up = False
+        self.closed: Close | None = None
+        self.actions: list = []
+
+    @property
+    def accepting(self) -> bool:
+        return self.closed is None and not self.bye_seen
+
+    # -- frames ------------------------------------------------------------------
+
+    def frame(self, frame: str | bytes, expect) -> str | None:
+        """Send ``frame``; ``expect()`` gives the error the model expects for it (None: none).
+        Returns that error, "ignored" when the frame is not read at all."""
+        if not self.accepting:
+            self.actions = self.core.receive(frame)
+            assert self.actions == [], "nothing is read after bye or the close"
+            return "ignored"
+        error = "rate_limited" if not self.message_bucket.take() else expect()
+        self.actions = self.core.receive(frame)
+        sent = [a.message.code for a in self.actions if isinstance(a, Send) and isinstance(a.message, Error)]
+        assert sent == ([error] if error else []), (frame[:80], self.actions)
+        return error
+
+    def hello_(self, x: int) -> None:
+        msg = Hello(session="s", vocabulary=VOCABULARY if x % 2 else ())
+        if self.frame(encode(msg), lambda: "duplicate_hello" if self.hello else None) is None:
+            self.hello = msg
+            assert self.actions == [Send(self.core.offer)]
+        self.apply()
+
+    # Each step is well-behaved unless ``wrong(x)`` (or ``x % 64 == 62`` for a pause's
+    # sample count): then it breaks the rule it is about.
+
+    def start(self, x: int) -> None:
+        if self.open is not None and not wrong(x):
+            return
+        utt = (max(self.newest, default=-1) + 1, self.ended[-1][0] if self.ended else 0, x % 4)[x % 3]
+
+        def expect():
+            if self.hello is None:
+                return "no_hello"
+            return "utterance_open" if self.open else "shutting_down" if self.drain_code else None
+
+        if self.frame(encode(Start(utt=utt, t=float(len(self.ended)))), expect) is None:
+            self.open = Utterance(utt, float(len(self.ended)))
+        self.apply()
+
+    def audio(self, x: int) -> None:
+        if self.open is None and not wrong(x):
+            self.start(x)
+        u = self.open
+        samples, level = (x if x % 16 == 0 else x % 4000), LEVELS[x // 7 % 3]
+        if u is not None and not wrong(x):
+            samples = min(samples, MAX_SAMPLES - u.samples)
+
+        def expect():
+            if self.hello is None or u is None:
+                return "audio_outside_utterance"
+            if u.samples + samples > MAX_SAMPLES:
+                return "utterance_too_long"
+            return None if self.audio_bucket.take(samples / SR) else "rate_limited"
+
+        if self.frame(audio(samples, level), expect) is None:
+            if samples and u.speculative:
+                assert CancelFinal(u.speculative[1]) in self.actions, "audio after a pause drops its decode"
+                u.speculative = None
+            u.samples += samples
+            if samples:
+                u.peak = max(u.peak, float(level * level))
+                u.quiet = level * level < 0.01 * u.peak
+            requests = [a for a in self.actions if isinstance(a, RequestPartial)]
+            due = u.samples - u.partial_at >= cadence(u.samples / SR) * SR and not u.quiet
+            assert len(requests) == due, "a partial is asked for when due, unless the audio is silence"
+            if due:
+                u.partial_at, u.ticket = u.samples, requests[0].ticket
+                assert len(requests[0].audio) == u.samples and requests[0].utt == u.utt
+        self.apply()
+
+    def pause(self, x: int) -> None:
+        u = self.open
+        if (u is None or FEATURE_PAUSE not in self.features) and not wrong(x):
+            return
+        utt = (u.utt if not wrong(x) else u.utt + 1) if u else 0
+        samples = (u.samples if x % 64 != 62 else u.samples + 2) if u else x
+
+        def expect():
+            if self.hello is None:
+                return "no_hello"
+            if u is None or utt != u.utt:
+                return "not_open"
+            if FEATURE_PAUSE not in self.features:
+                return "unexpected_type"
+            return "bad_pause" if samples != u.samples else None
+
+        if self.frame(encode(Pause(utt=utt, samples=samples)), expect) is None:
+            submits = [a for a in self.actions if isinstance(a, SubmitFinal)]
+            again = u.speculative is not None and u.speculative[0] == samples
+            spent = u.early and (u.early >= MAX_EARLY_DECODES or samples - u.early_at < EARLY_DECODE_GAP_S * SR)
+            assert len(submits) == (not again and not spent), "pause rules: once per audio, 8 at most, 0.5 s apart"
+            if submits:
+                assert len(submits[0].audio) == samples
+                u.speculative, u.early, u.early_at = (samples, submits[0].job), u.early + 1, samples
+        self.apply()
+
+    def end(self, x: int) -> None:
+        u = self.open
+        if u is None and not wrong(x):
+            return
+        utt = (u.utt if not wrong(x) else u.utt + 1) if u else x % 3
+        adopts = u is not None and u.speculative is not None and u.speculative[0] == u.samples
+
+        def expect():
+            if self.hello is None:
+                return "no_hello"
+            if u is None or utt != u.utt:
+                return "not_open"
+            return "engine_failure" if adopts and u.speculative[1] in self.failed else None
+
+        # An end whose final is the failed decode of its pause is accepted, then fails the stream.
+        if self.frame(encode(End(utt=utt)), expect) in (None, "engine_failure"):
+            submits = [a for a in self.actions if isinstance(a, SubmitFinal)]
+            assert len(submits) == (not adopts), "the pause's decode of exactly this audio is the final"
+            job = u.speculative[1] if adopts else submits[0].job
+            if adopts:
+                event("a pause's decode is the final")
+            assert adopts or len(submits[0].audio) == u.samples
+            previous = self.newest.get(utt)
+            if previous in self.owed:  # resent: only the newest counts
+                event("a final owed is replaced by a resend")
+                self.owed.discard(previous)
+                assert CancelFinal(self.ended[previous][3]) in self.actions
+            self.newest[utt] = len(self.ended)
+            self.owed.add(len(self.ended))
+            self.ended.append((utt, u.start, u.samples, job))
+            self.open = None
+        self.apply()
+
+    def bye(self) -> None:
+        if self.frame(encode(Bye()), lambda: None if self.hello else "no_hello") is None:
+            self.bye_seen = True
+            self.drain_began(CLOSE_NORMAL)
+        self.apply()
+
+    def garbage(self, x: int) -> None:
+        frame, code = GARBAGE[x % len(GARBAGE)]
+        self.frame(frame, lambda: code)
+        self.apply()
+
+    # -- everything else --------------------------------------------------------------
+
+    def decode(self, x: int) -> None:
+        if self.jobs:
+            self.answer(sorted(self.jobs)[x % len(self.jobs)], ok=x % 20 != 19)
+
+    def answer(self, job: int, ok: bool) -> None:
+        """The engine's outcome of ``job``: its text names the clip's length, or it failed."""
+        submit = self.jobs.pop(job)
+        owed = job in {self.ended[i][3] for i in self.owed}
+        u = self.open
+        early = u is not None and u.speculative is not None and u.speculative[1] == job
+        if ok:
+            self.actions = self.core.final_decoded(job, Transcript(text=heard(len(submit.audio)), lang="en"))
+            shown = [a.message for a in self.actions if isinstance(a, Send) and isinstance(a.message, Partial)]
+            assert len(shown) == (early and self.closed is None and self.untaken < PARTIAL_BACKLOG), \
+                "a pause's decode is shown at once as a partial"
+        else:
+            self.failed.add(job)
+            self.actions = self.core.final_failed(job)
+            codes = [a.message.code for a in self.actions if isinstance(a, Send)]
+            assert codes == (["engine_failure"] if owed and self.closed is None else [])
+        self.apply()
+
+    def partial(self, x: int) -> None:
+        if not self.partials:
+            return
+        request = self.partials.pop(sorted(self.partials)[x % len(self.partials)])
+        u = self.open
+        current = self.closed is None and u is not None and u.ticket == request.ticket
+        assert self.core.partial_stale(request.ticket) == (not current or u.speculative is not None)
+        text = f"so far {len(request.audio)}" if x % 4 else ""
+        self.actions = self.core.partial_decoded(request.ticket, text)
+        shown = [a.message for a in self.actions if isinstance(a, Send)]
+        assert len(shown) == (current and bool(text) and self.untaken < PARTIAL_BACKLOG)
+        self.apply()
+
+    def take(self, x: int) -> None:
+        for _ in range(min(x % 6, self.untaken)):
+            self.core.taken()
+            self.untaken -= 1
+
+    def tick(self, x: int) -> None:
+        self.now += x / 6000
+
+    def idle(self) -> None:
+        self.actions = self.core.idle()
+        codes = [a.message.code for a in self.actions if isinstance(a, Send)]
+        assert codes == (["idle"] if self.accepting else [])
+        self.apply()
+
+    def drain(self) -> None:
+        if self.closed is None:
+            self.drain_began(CLOSE_GOING_AWAY)
+        self.actions = self.core.drain(CLOSE_GOING_AWAY)
+        self.apply()
+
+    def give_up(self) -> None:
+        self.actions = self.core.give_up()
+        if self.drained is not None and self.closed is None:
+            self.gave_up = True
+            for i in self.owed & self.drained:
+                assert CancelFinal(self.ended[i][3]) in self.actions
+            self.owed -= self.drained
+            assert isinstance(self.actions[-1], Close)
+        self.apply()
+
+    def drain_began(self, code: int) -> None:
+        if self.drained is None:  # the first drain asked for is the one that closes
+            self.drained, self.drain_code = set(self.owed), code
+
+    # -- the checks ------------------------------------------------------------------
+
+    def apply(self) -> None:
+        """Carry out the actions of the last step as the driver would, checking each."""
+        for i, action in enumerate(self.actions):
+            assert self.closed is None, f"{action} after {self.closed}"
+            if isinstance(action, Send):
+                self.sent(action.message, self.actions[i + 1:])
+            elif isinstance(action, SubmitFinal):
+                assert len(action.audio) <= MAX_SAMPLES and action.job not in self.jobs
+                self.check_hints(action)
+                self.jobs[action.job] = action
+            elif isinstance(action, RequestPartial):
+                assert len(action.audio) <= MAX_SAMPLES
+                self.check_hints(action)
+                self.partials[action.utt] = action
+            elif isinstance(action, CancelFinal):
+                self.jobs.pop(action.job, None)  # withdrawn: the driver reports nothing for it
+            else:
+                self.close(action, self.actions[i - 1] if i else None)
+        self.check()
+
+    def sent(self, message, rest: list) -> None:
+        if isinstance(message, Caption):
+            end = self.newest.get(message.utt)
+            assert end is not None, f"final for {message.utt}, which never ended"
+            assert end not in self.captioned, f"second final for the end of {message.utt}"
+            assert end == min(self.owed), "finals go out in the order their utterances ended"
+            utt, start, samples, _ = self.ended[end]
+            assert (message.start, message.end, message.text) == (start, start + samples / SR, heard(samples))
+            self.owed.discard(end)
+            self.captioned.add(end)
+            self.said = f"{self.said} {message.text}".strip()
+        elif isinstance(message, Partial):
+            assert self.open is not None and message.utt == self.open.utt and message.text
+            assert self.untaken < PARTIAL_BACKLOG
+        elif isinstance(message, Error):
+            assert rest and isinstance(rest[0], Close), "an error is followed by the close"
+        self.untaken += 1
+
+    def close(self, close: Close, before) -> None:
+        assert close.code in CLOSE_REASONS, f"undocumented close code {close.code}"
+        if isinstance(before, Send) and isinstance(before.message, Error):
+            code = before.message.code
+            assert (close.code, close.reason) == (CLOSES.get(code, CLOSE_PROTOCOL_ERROR), code)
+        else:
+            assert close.code == self.drain_code, "a close without an error ends a drain"
+            assert close.reason == ("bye" if close.code == CLOSE_NORMAL else "worker shutting down")
+            assert self.gave_up or not (self.owed & self.drained), "the drain's finals go out first"
+            assert close.code != CLOSE_NORMAL or self.gave_up or not self.owed, "bye: every final first"
+        self.closed = close
+        event(f"close {close.code} {close.reason}")
+
+    def check_hints(self, action: SubmitFinal | RequestPartial) -> None:
+        vocabulary = self.hello.vocabulary if FEATURE_VOCABULARY in self.features else ()
+        assert action.hints.vocabulary == vocabulary
+        assert len(action.hints.context) <= CONTEXT_CHARS and self.said.endswith(action.hints.context)
+
+    def check(self) -> None:
+        assert self.core.accepting == self.accepting
+        assert self.core.audio_s <= LIMITS.audio_burst_s + LIMITS.audio_rate * self.now + 1e-9
+        assert list(self.core.owed) == [self.ended[i][0] for i in sorted(self.owed)]
+        assert self.core.backlog == len(self.owed) + self.untaken
+
+    def settle(self) -> None:
+        """The engine answers everything, the client reads everything and says bye."""
+        while self.jobs and self.closed is None:
+            self.answer(min(self.jobs), ok=True)
+        while self.untaken:
+            self.take(1)
+        self.bye()
+        while self.jobs:
+            self.answer(min(self.jobs), ok=True)
+        assert self.closed is not None, "a stream whose decodes are all answered closes after bye"
+        event(f"finals sent: {min(len(self.captioned), 5)}{'+' if len(self.captioned) >= 5 else ''}")
+        if self.closed.code == CLOSE_NORMAL and not self.gave_up:
+            assert all(end in self.captioned for end in self.newest.values()), "one final per ended utterance"
+
+
+#: how often each step comes, out of 256 (one byte picks it): failing ones are rare, so that
+#: most sequences live long enough to owe and send finals
+WEIGHTS = {"audio": 80, "end": 30, "start": 10, "pause": 25, "decode": 45, "take": 25, "tick": 18, "partial": 15,
+           "hello": 1, "bye": 1, "idle": 1, "drain": 2, "give_up": 2, "garbage": 1}
+KINDS = tuple(kind for kind, weight in WEIGHTS.items() for _ in range(weight))
+assert len(KINDS) == 256
+FEATURES = [(), (FEATURE_PAUSE,), (FEATURE_PAUSE, FEATURE_VOCABULARY), (FEATURE_VOCABULARY,)]
+STEPS = {"hello": Run.hello_, "start": Run.start, "audio": Run.audio, "pause": Run.pause, "end": Run.end,
+         "garbage": Run.garbage, "decode": Run.decode, "partial": Run.partial, "take": Run.take,
+         "tick": Run.tick, "bye": lambda run, x: run.bye(), "idle": lambda run, x: run.idle(),
+         "drain": lambda run, x: run.drain(), "give_up": lambda run, x: run.give_up()}
+
+
+def steps_of(data: bytes) -> list[tuple[str, int]]:
+    """Three bytes a step: which step, then its argument (0-9000). Bytes are the cheapest thing
+    hypothesis draws, so 10,000 sequences take seconds."""
+    return [(KINDS[data[i]], int.from_bytes(data[i + 1:i + 3], "big") % 9001) for i in range(0, len(data) - 2, 3)]
+
+
+@settings(max_examples=10_000, deadline=None, derandomize=False,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(features=st.sampled_from(FEATURES), data=st.binary(min_size=1 + 3 * 20, max_size=1 + 3 * 80))
+def test_random_sequences_keep_every_stream_rule(features, data):
+    run = Run(features)
+    if data[0] >= 16:  # hello first, but not always
+        run.hello_(len(data))
+    steps = steps_of(data[1:])
+    note(f"steps: {steps}")
+    for kind, x in steps:
+        STEPS[kind](run, x)
+    run.settle()
+    event(f"steps: {len(steps) // 10 * 10}-{len(steps) // 10 * 10 + 9}")
+
+
+# -- rules one at a time ------------------------------------------------------------------
+
+HELLO = Hello(session="s")
+
+
+def feed(core: StreamCore, *frames) -> list:
+    """Every action of a few frames (messages are encoded, bytes are audio)."""
+    return [a for frame in frames
+            for a in core.receive(frame if isinstance(frame, (str, bytes)) else encode(frame))]
+
+
+def sent(actions: list, kind: type = object) -> list:
+    return [a.message for a in actions if isinstance(a, Send) and isinstance(a.message, kind)]
+
+
+def submitted(actions: list) -> list[SubmitFinal]:
+    return [a for a in actions if isinstance(a, SubmitFinal)]
+
+
+def requested(actions: list) -> list[RequestPartial]:
+    return [a for a in actions if isinstance(a, RequestPartial)]
+
+
+def test_a_pause_starts_an_early_decode_shown_at_once_that_is_then_the_final():
+    core = make_core((FEATURE_PAUSE,))
+    feed(core, HELLO, Start(utt=0, t=1.0), audio(8000))
+    (early,) = submitted(feed(core, Pause(utt=0, samples=8000)))
+    assert len(early.audio) == 8000
+    assert sent(core.final_decoded(early.job, Transcript("hello there"))) == [Partial(utt=0, text="hello there")]
+    ended = feed(core, End(utt=0))
+    assert submitted(ended) == [], "no second decode of the same audio"
+    assert sent(ended) == [Caption(utt=0, start=1.0, end=1.5, text="hello there")]
+
+
+def test_speech_after_a_pause_drops_its_decode_and_a_pause_too_soon_after_is_ignored():
+    core = make_core()
+    feed(core, HELLO, Start(utt=0, t=0.0), audio(8000))
+    (early,) = submitted(feed(core, Pause(utt=0, samples=8000)))
+    assert CancelFinal(early.job) in feed(core, audio(3200))
+    assert feed(core, Pause(utt=0, samples=11200)) == [], "0.2 s after the last early decode: ignored, no error"
+    (final,) = submitted(feed(core, End(utt=0)))
+    assert len(final.audio) == 11200
+
+
+def test_an_utterance_gets_at_most_eight_early_decodes():
+    core = make_core(limits=StreamLimits(max_utterance_s=30.0, audio_rate=0.0))
+    feed(core, HELLO, Start(utt=0, t=0.0))
+    early = [submitted(feed(core, audio(8000), Pause(utt=0, samples=8000 * k))) for k in range(1, 13)]
+    assert sum(map(len, early)) == MAX_EARLY_DECODES
+
+
+def test_a_pause_not_offered_or_with_the_wrong_sample_count_is_refused():
+    for features, samples, code in (((), 1600, "unexpected_type"), ((FEATURE_PAUSE,), 1602, "bad_pause")):
+        actions = feed(make_core(features), HELLO, Start(utt=0, t=0.0), audio(1600), Pause(utt=0, samples=samples))
+        assert [e.code for e in sent(actions, Error)] == [code]
+        assert actions[-1] == Close(CLOSE_PROTOCOL_ERROR, code)
+
+
+def test_a_resent_utterance_replaces_the_final_owed_for_it():
+    core = make_core()
+    (old,) = submitted(feed(core, HELLO, Start(utt=0, t=0.0), audio(1600), End(utt=0)))
+    resent = feed(core, Start(utt=0, t=5.0), audio(3200), End(utt=0))
+    (new,) = submitted(resent)
+    assert CancelFinal(old.job) in resent and core.owed == (0,)
+    assert core.final_decoded(old.job, Transcript("stale")) == [], "a late answer for the old one is dropped"
+    assert sent(core.final_decoded(new.job, Transcript("fresh"))) == [Caption(utt=0, start=5.0, end=5.2, text="fresh")]
+
+
+def test_finals_go_out_in_the_order_their_utterances_ended_whatever_order_they_are_decoded_in():
+    core = make_core()
+    feed(core, HELLO)
+    jobs = [submitted(feed(core, Start(utt=u, t=float(u)), audio(1600), End(utt=u)))[0].job for u in range(3)]
+    assert core.final_decoded(jobs[2], Transcript("two")) == []
+    assert core.final_decoded(jobs[1], Transcript("one")) == []
+    assert [c.text for c in sent(core.final_decoded(jobs[0], Transcript("zero")))] == ["zero", "one", "two"]
+    assert core.owed == () and core.backlog == 4, "ready and three finals are not taken yet"
+    for _ in range(4):
+        core.taken()
+    assert core.backlog == 0
+
+
+def test_bye_closes_1000_once_the_finals_owed_are_sent():
+    core = make_core()
+    (final,) = submitted(feed(core, HELLO, Start(utt=0, t=0.0), audio(1600), End(utt=0)))
+    assert feed(core, Bye()) == [] and not core.accepting
+    actions = core.final_decoded(final.job, Transcript("done"))
+    assert sent(actions, Caption) == [Caption(utt=0, start=0.0, end=0.1, text="done")]
+    assert actions[-1] == Close(CLOSE_NORMAL, "bye")
+
+
+def test_a_drain_closes_1001_after_the_finals_owed_and_refuses_new_utterances_meanwhile():
+    core = make_core()
+    (final,) = submitted(feed(core, HELLO, Start(utt=0, t=0.0), audio(1600), End(utt=0)))
+    assert core.drain() == [] and core.accepting
+    assert core.final_decoded(final.job, Transcript("done"))[-1] == Close(CLOSE_GOING_AWAY, "worker shutting down")
+    core = make_core()
+    feed(core, HELLO, Start(utt=0, t=0.0), audio(1600), End(utt=0))
+    core.drain()
+    actions = feed(core, Start(utt=1, t=1.0))
+    assert [e.code for e in sent(actions, Error)] == ["shutting_down"]
+    assert actions[-1] == Close(CLOSE_GOING_AWAY, "shutting_down")
+
+
+def test_a_drain_that_gives_up_withdraws_what_it_waited_for_and_closes():
+    core = make_core()
+    (final,) = submitted(feed(core, HELLO, Start(utt=0, t=0.0), audio(1600), End(utt=0)))
+    core.drain()
+    assert core.give_up() == [CancelFinal(final.job), Close(CLOSE_GOING_AWAY, "worker shutting down")]
+
+
+def test_audio_beyond_the_rate_closes_4004_and_the_allowance_refills_with_time():
+    now = [0.0]
+    core = make_core(limits=StreamLimits(max_utterance_s=30.0, audio_rate=1.0, audio_burst_s=1.0),
+                     clock=lambda: now[0])
+    feed(core, HELLO, Start(utt=0, t=0.0))
+    assert sent(feed(core, audio(16000)), Error) == [], "the burst"
+    now[0] += 0.5
+    assert sent(feed(core, audio(8000)), Error) == [], "what half a second gave back"
+    actions = feed(core, audio(160))
+    assert [e.code for e in sent(actions, Error)] == ["rate_limited"] and actions[-1].code == CLOSE_RATE_LIMITED
+
+
+def test_an_utterance_over_max_utterance_s_closes_4003():
+    actions = feed(make_core(), HELLO, Start(utt=0, t=0.0), audio(MAX_SAMPLES), audio(2))
+    assert [e.code for e in sent(actions, Error)] == ["utterance_too_long"]
+    assert actions[-1] == Close(CLOSE_UTTERANCE_TOO_LONG, "utterance_too_long")
+
+
+def test_after_an_error_nothing_more_is_accepted_or_sent():
+    core = make_core()
+    (final,) = submitted(feed(core, HELLO, Start(utt=0, t=0.0), audio(1600), End(utt=0)))
+    assert feed(core, End(utt=7))[-1] == Close(CLOSE_PROTOCOL_ERROR, "not_open")
+    assert feed(core, Start(utt=1, t=1.0), audio(1600), End(utt=1), Bye(), "not json") == []
+    assert core.final_decoded(final.job, Transcript("late")) == []
+    assert core.idle() == [] and core.drain() == [] and core.refuse("key_revoked", "revoked", 4007) == []
+
+
+def test_a_failed_final_closes_4008_and_a_failed_early_decode_only_once_it_is_the_final():
+    core = make_core()
+    feed(core, HELLO, Start(utt=0, t=0.0), audio(8000))
+    (early,) = submitted(feed(core, Pause(utt=0, samples=8000)))
+    assert core.final_failed(early.job) == [], "the pause may not hold"
+    actions = feed(core, End(utt=0))
+    assert sent(actions) == [Error("engine_failure", "engine failed on utterance 0; reconnect and resend")]
+    assert actions[-1] == Close(CLOSE_ENGINE_FAILURE, "engine_failure")
+
+
+def test_idle_closes_4005():
+    core = make_core()
+    feed(core, HELLO)
+    assert core.idle_timeout_s == LIMITS.idle_timeout_s
+    assert core.idle() == [Send(Error("idle", "nothing received for 5 s")), Close(CLOSE_IDLE, "idle")]
+
+
+def test_partials_come_at_the_cadence_and_wait_while_the_newest_audio_is_silence():
+    core = make_core()
+    feed(core, HELLO, Start(utt=0, t=0.0))
+    (first,) = requested(feed(core, audio(4800)))  # 0.3 s: past cadence(0.3 s) = 0.26 s
+    assert len(first.audio) == 4800
+    assert requested(feed(core, audio(6400, level=0))) == [], "due, but the newest audio is silence"
+    (second,) = requested(feed(core, audio(160)))
+    assert len(second.audio) == 11360 and second.ticket == first.ticket
+    assert sent(core.partial_decoded(first.ticket, "so far")) == [Partial(utt=0, text="so far")]
+    feed(core, End(utt=0))
+    assert core.partial_stale(first.ticket) and core.partial_decoded(first.ticket, "late") == []
+
+
+def test_the_engine_gets_the_tail_of_the_finals_in_whole_words_and_the_vocabulary_only_if_offered():
+    words = " ".join(f"word{i}" for i in range(60))
+    for features, vocabulary in (((FEATURE_VOCABULARY,), VOCABULARY), ((), ())):
+        core = make_core(features)
+        feed(core, Hello(session="s", vocabulary=VOCABULARY))
+        (first,) = submitted(feed(core, Start(utt=0, t=0.0), audio(1600), End(utt=0)))
+        core.final_decoded(first.job, Transcript(words))
+        (second,) = submitted(feed(core, Start(utt=1, t=1.0), audio(1600), End(utt=1)))
+        context = second.hints.context
+        assert 0 < len(context) <= CONTEXT_CHARS and words.endswith(" " + context)
+        assert (first.hints.vocabulary, second.hints.vocabulary) == (vocabulary, vocabulary)

@@ -9,7 +9,7 @@ SYSTEM_STAMP := $(VENV)/.system-deps
 TORCH_CPU := torch==2.13.0
 DEMO_DIR := build/demo
 
-.PHONY: install system-deps test demo bench bench-notes lint clean
+.PHONY: install system-deps test demo bench bench-notes lint clean docker-check
 
 install: $(STAMP) $(SYSTEM_STAMP)
 
@@ -45,6 +45,11 @@ bench: install
 
 bench-notes: install
 	$(PY) bench/notes_bench.py
+
+# Builds the worker image and runs nginx + 2 worker containers here (root; installs docker.io
+# when missing). Not part of `make test` or CI: see README, Development.
+docker-check: install
+	PY=$(abspath $(PY)) TORCH_CPU="$(TORCH_CPU)" scripts/docker-check.sh
 
 clean:
 	rm -rf build bench/out .pytest_cache

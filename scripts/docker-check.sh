@@ -24,6 +24,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
+HADOLINT=${HADOLINT:-$(dirname "$PY")/hadolint}
 TORCH_CPU=${TORCH_CPU:-torch==2.13.0}
 WORK=${NOTSOUND_DOCKER_WORK:-/var/tmp/notsound-docker}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -167,7 +168,7 @@ build_images() {
   t0=$(now)
   build_image "$IMAGE"
   BUILD_S=$(since "$t0")
-  [ "$("$DOCKER" image inspect -f '{{.Config.User}}' "$IMAGE")" = notsound ] || fail "$IMAGE runs as root"
+  [ "$("$DOCKER" run --rm --entrypoint id "$IMAGE" -u)" = 10001 ] || fail "$IMAGE does not run as user 10001 (notsound)"
   "$DOCKER" run --rm --entrypoint python3 "$IMAGE" -c \
     'import os, sys; sys.exit(os.path.exists("/opt/notsound/model"))' || fail "$IMAGE has a model baked in"
   say "$IMAGE: $(size_mb "$IMAGE") MB, built in ${BUILD_S} s"
@@ -198,8 +199,8 @@ build_images() {
     (cd "$ROOT" && "$DOCKER" build --check -f deploy/docker/Dockerfile \
       --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 .) || fail "the CUDA build does not pass docker build --check"
     CUDA_LINT="docker build --check: passed"
-  elif command -v hadolint >/dev/null; then
-    hadolint "$ROOT/deploy/docker/Dockerfile" || fail "hadolint: deploy/docker/Dockerfile"
+  elif [ -x "$HADOLINT" ]; then
+    "$HADOLINT" "$ROOT/deploy/docker/Dockerfile" || fail "hadolint: deploy/docker/Dockerfile"
     CUDA_LINT="hadolint: passed"
   else
     CUDA_LINT="not linted: neither docker buildx (build --check) nor hadolint is installed"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,11 @@ def test_the_image_runs_the_worker_as_pid_1_and_not_as_root():
     assert "NOTSOUND_STATE_DIR=/var/lib/notsound" in dockerfile
     ignore = _code(DOCKER / "Dockerfile.dockerignore").split()
     assert ignore[0] == "*" and "!deploy/docker/healthcheck.py" in ignore
+
+
+def test_the_dockerfile_passes_hadolint_for_cpu_and_cuda_builds():
+    """One Dockerfile serves both images (the CUDA one is a build argument), so one lint covers both."""
+    hadolint = Path(sys.executable).with_name("hadolint")
+    result = subprocess.run([str(hadolint), "--no-color", str(DOCKER / "Dockerfile")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -26,9 +26,17 @@ from typing import Any
 
 from capture.client import ClientOptions, Owed
 from capture.pipeline import AudioSource, CaptureCallbacks, CaptureOptions, CapturePipeline, Resume
+from capture.speakers import SpeakerLabeller
 from capture.vad import VadOptions
+from capture.voices import SpeakerTrack, encoder_installed
 from common.secret_file import read_secret_file
-from library.folder import Journal, default_session_name, remove_if_unused, session_path
+from library.folder import (
+    Journal,
+    default_session_name,
+    read_finals,
+    remove_if_unused,
+    session_path,
+)
 from live.keys import KeyStore
 from live.server import Worker, WorkerSettings
 from wire.protocol import Caption, Partial
@@ -67,6 +75,9 @@ class LiveSettings:
         slides: the lecture's deck (``.pptx``, ``.pdf``, ``.md``, ``.txt``): stored in the
             session folder, its terms sent to the worker as hints, finals corrected
             against it and tagged with the slide; without it, a deck stored earlier.
+        speakers: label each final ``lecturer`` or ``audience-N`` from voice
+            embeddings computed here, in memory only (``None``: when the speaker
+            model is installed).
     """
 
     server: str = ""
@@ -88,6 +99,7 @@ class LiveSettings:
     web_token_file: Path | None = None
     web_max_viewers: int = 500
     slides: Path | None = None
+    speakers: bool | None = None
 
 
 @dataclass
@@ -103,6 +115,7 @@ class LiveResult:
     dropped_s: float = 0.0
     audio_s: float = 0.0
     wall_s: float = 0.0
+    label_waits: list[float] = field(default_factory=list)
 
 
 def read_key(key_file: Path | None, env: dict[str, str] | None = None) -> str | None:
@@ -190,7 +203,9 @@ class LiveRun:
             self.result.audio_s = max(self.result.audio_s, caption.end - self.offset)
             self.result.wall_s = time.monotonic() - self.t0
             self.view.set_pace(self.result.audio_s, self.result.wall_s)
-        self.events.write("final", caption.utt, caption.text, start=caption.start, end=caption.end)
+        speaker = {"speaker": caption.speaker} if getattr(caption, "speaker", "") else {}
+        self.events.write("final", caption.utt, caption.text, start=caption.start, end=caption.end,
+                          **speaker)
         self.view.on_final(caption, latency)
         if self.feed is not None:
             self.feed.publish_final(caption)
@@ -322,6 +337,7 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: AudioSource,
         run.callbacks(),
         CaptureOptions(vad=run.vad, fast=settings.fast, max_owed=settings.max_owed,
                        drain_timeout_s=settings.drain_timeout_s),
+        speakers=_speaker_track(run),
     )
     run.capture = capture
     resume = capture.recover(run.journal.utts, Resume(run.offset, run.first_utt))
@@ -347,7 +363,18 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: AudioSource,
                 await translate_task
         run.result.owed = capture.owed
         run.result.reconnects = capture.reconnects
+        if capture.speakers is not None:
+            run.result.label_waits = capture.speakers.stats.waits
         run.view.set_state("closed", "")
+
+
+def _speaker_track(run: LiveRun) -> SpeakerTrack | None:
+    """The run's speaker labels (``--speakers``), audience numbers going on after the journal's."""
+    wanted = run.settings.speakers
+    if wanted is False or (wanted is None and not encoder_installed()):
+        return None
+    numbers = [int(f.speaker.split("-")[1]) for f in read_finals(run.session_dir) if f.audience]
+    return SpeakerTrack(labeller=SpeakerLabeller(first_audience=max(numbers, default=0) + 1))
 
 
 async def _caption_page(stack: contextlib.AsyncExitStack, run: LiveRun) -> CaptionFeed:

@@ -150,6 +150,7 @@ class CapturePipeline:
         self.speakers = speakers
         self._held: deque[tuple[Caption, Owed | None, float]] = deque()  # finals awaiting a label
         self._release: asyncio.Task | None = None
+        self._delivered = asyncio.Event()  # a held final went out: backpressure looks again
 
     @property
     def owed(self) -> int:
@@ -227,6 +228,9 @@ class CapturePipeline:
                     break
                 if self.options.fast:
                     await self.client.wait_below(self.options.max_owed)
+                    while len(self._held) >= self.options.max_owed:  # labels behind: wait for them too
+                        self._delivered.clear()
+                        await self._delivered.wait()
         for event in segmenter.flush():
             self._handle(event)
 
@@ -263,6 +267,7 @@ class CapturePipeline:
             await self.speakers.wait(caption.utt)
             self._held.popleft()
             self._deliver(caption, owed, time.monotonic() - since)
+            self._delivered.set()
 
     def _deliver(self, caption: Caption, owed: Owed | None, waited_s: float) -> None:
         if self.speakers is not None:

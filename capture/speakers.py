@@ -16,9 +16,11 @@ The rules, none of them tuned to one recording:
   ``min_spread``), n the utterances seen: the lowest of n draws sinks about
   ``sqrt(2 ln n)`` deviations, so a long lecture of one voice does not breed
   phantom voices from its own odd utterances. The threshold stays within
-  ``[floor, ceiling]``; until a voice has ``settled`` utterances, ``prior``
-  stands in (low: an utterance is compared with few of the voice's own, whose
-  mean is still far from the voice). Otherwise the utterance is a new voice.
+  ``[floor, ceiling]``. Until a voice has ``settled`` utterances, the
+  session's best-known voice calibrates it: its threshold, lowered by what a
+  centroid of one utterance loses (``mean - mean**2``: a single utterance is
+  itself only ``mean`` alike to its voice); before any voice is settled,
+  ``prior`` (low) stands in. Otherwise the utterance is a new voice.
 - Two voices whose centroids grow as alike as their own utterances are one
   voice split early: they merge (the one with more speech keeps its label).
 - Hysteresis: the previous utterance's voice keeps the next one unless
@@ -89,12 +91,23 @@ class _Voice:
     def centroid(self) -> np.ndarray:
         return self.total / max(float(np.linalg.norm(self.total)), 1e-9)
 
-    def threshold(self, options: LabelOptions) -> float:
-        if self.count < options.settled:
-            return options.prior
-        mean = self.sim_sum / self.count
+    @property
+    def mean(self) -> float:
+        return self.sim_sum / self.count if self.count else 0.0
+
+    def own_threshold(self, options: LabelOptions) -> float:
+        """The threshold its own utterances set (a settled voice only)."""
+        mean = self.mean
         std = math.sqrt(max(0.0, self.sim_sq / self.count - mean * mean))
         level = mean - (options.spread + math.sqrt(2 * math.log(self.count))) * max(std, options.min_spread)
+        return min(options.ceiling, max(options.floor, level))
+
+    def threshold(self, options: LabelOptions, reference: _Voice | None = None) -> float:
+        if self.count >= options.settled:
+            return self.own_threshold(options)
+        if reference is None:
+            return options.prior
+        level = reference.own_threshold(options) - (reference.mean - reference.mean ** 2)
         return min(options.ceiling, max(options.floor, level))
 
     def add(self, embedding: np.ndarray, seconds: float, similarity: float | None) -> None:
@@ -144,15 +157,15 @@ class SpeakerLabeller:
         previous = self._previous
         if previous is not None and best is not previous:
             prev_sim = float(previous.centroid @ embedding)
-            if prev_sim >= previous.threshold(options) and best_sim - prev_sim < options.switch_margin:
+            if prev_sim >= self._threshold(previous) and best_sim - prev_sim < options.switch_margin:
                 best_sim, best = prev_sim, previous
         if seconds < options.short_s:
-            if best is not None and best is not previous and best_sim >= best.threshold(options):
+            if best is not None and best is not previous and best_sim >= self._threshold(best):
                 previous = best  # clearly another known voice
             if previous is not None:
                 previous.add(embedding, seconds, None)
             return previous
-        if best is None or best_sim < best.threshold(options):
+        if best is None or best_sim < self._threshold(best):
             best = _Voice(len(self._voices), np.zeros_like(embedding, dtype=np.float64))
             self._voices.append(best)
             best.add(embedding, seconds, None)
@@ -160,11 +173,16 @@ class SpeakerLabeller:
         best.add(embedding, seconds, best_sim)
         return best
 
+    def _threshold(self, voice: _Voice) -> float:
+        settled = [v for v in self._voices if v.count >= self.options.settled]
+        reference = max(settled, key=lambda v: v.count, default=None)
+        return voice.threshold(self.options, reference)
+
     def _merge(self, voice: _Voice) -> _Voice:
         """Fold ``voice`` and any voice as alike as its own utterances into the one with more speech."""
         for other in [v for v in self._voices if v is not voice]:
             similarity = float(voice.centroid @ other.centroid)
-            if similarity < max(voice.threshold(self.options), other.threshold(self.options)):
+            if similarity < max(self._threshold(voice), self._threshold(other)):
                 continue
             keep, gone = (voice, other) if voice.seconds >= other.seconds else (other, voice)
             keep.total = keep.total + gone.total

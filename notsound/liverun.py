@@ -374,7 +374,9 @@ def _speaker_track(run: LiveRun) -> SpeakerTrack | None:
     if wanted is False or (wanted is None and not encoder_installed()):
         return None
     numbers = [int(f.speaker.split("-")[1]) for f in read_finals(run.session_dir) if f.audience]
-    return SpeakerTrack(labeller=SpeakerLabeller(first_audience=max(numbers, default=0) + 1))
+    # A fast run is about throughput: its finals wait for their labels as long as it takes.
+    return SpeakerTrack(labeller=SpeakerLabeller(first_audience=max(numbers, default=0) + 1),
+                        wait_s=60.0 if run.settings.fast else 1.0)
 
 
 async def _caption_page(stack: contextlib.AsyncExitStack, run: LiveRun) -> CaptionFeed:

@@ -21,8 +21,10 @@ The rules, none of them tuned to one recording:
   centroid of one utterance loses (``mean - mean**2``: a single utterance is
   itself only ``mean`` alike to its voice); before any voice is settled,
   ``prior`` (low) stands in. Otherwise the utterance is a new voice.
-- Two voices whose centroids grow as alike as their own utterances are one
-  voice split early: they merge (the one with more speech keeps its label).
+- Two voices whose centroids grow as alike as a settled voice's own
+  utterances are one voice split early: they merge (the one with more speech
+  keeps its label). Centroids are steadier than utterances, so the merge
+  never uses the allowance of a young voice.
 - Hysteresis: the previous utterance's voice keeps the next one unless
   another voice is closer by ``switch_margin``; and the lecturer (the voice
   with the most speech so far) changes only once another voice has spoken
@@ -173,16 +175,20 @@ class SpeakerLabeller:
         best.add(embedding, seconds, best_sim)
         return best
 
-    def _threshold(self, voice: _Voice) -> float:
+    def _reference(self) -> _Voice | None:
         settled = [v for v in self._voices if v.count >= self.options.settled]
-        reference = max(settled, key=lambda v: v.count, default=None)
-        return voice.threshold(self.options, reference)
+        return max(settled, key=lambda v: v.count, default=None)
+
+    def _threshold(self, voice: _Voice) -> float:
+        return voice.threshold(self.options, self._reference())
 
     def _merge(self, voice: _Voice) -> _Voice:
         """Fold ``voice`` and any voice as alike as its own utterances into the one with more speech."""
+        reference = self._reference()
+        floor = reference.own_threshold(self.options) if reference is not None else self.options.prior
         for other in [v for v in self._voices if v is not voice]:
             similarity = float(voice.centroid @ other.centroid)
-            if similarity < max(self._threshold(voice), self._threshold(other)):
+            if similarity < max(floor, self._threshold(voice), self._threshold(other)):
                 continue
             keep, gone = (voice, other) if voice.seconds >= other.seconds else (other, voice)
             keep.total = keep.total + gone.total

@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 	@# CPU build of torch first where this machine has it; elsewhere pip picks torch from pyproject.
 	@$(PY) -m pip install -q "$(TORCH_CPU)" || echo "note: $(TORCH_CPU) not available here; using pyproject's torch range"
 	$(PY) -m pip install -q -e '.[whisper,dev]'
+	@# The speaker model without its stale metadata (webrtcvad from source, the typing backport):
+	@# its real needs are in dev (webrtcvad-wheels, librosa, scipy) and the torch above.
+	$(PY) -m pip install -q --no-deps "resemblyzer>=0.1.4,<0.2"
 	@touch $@
 
 test: install

@@ -19,6 +19,12 @@ goes to a :class:`~capture.recorder.Recorder`, which appends this run's part
 of the session's recording at the run's offset: a caption's times are
 positions in the recording.
 
+With a :class:`~capture.voices.SpeakerTrack`, every utterance is also
+embedded beside the stream and each final reaches ``on_final`` as a
+``library.folder.Final`` with its ``speaker``; a final whose embedding is
+still being computed waits for it (bounded), and the ones after it wait
+their turn, so finals keep their order.
+
 The owner hears of the run only through :class:`CaptureCallbacks`.
 """
 
@@ -26,7 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +56,8 @@ from capture.segmenter import (
 )
 from capture.spool import Spool
 from capture.vad import VadOptions
-from library.folder import new_part_path
+from capture.voices import SpeakerTrack
+from library.folder import as_final, new_part_path
 from wire.protocol import Caption, Partial, Ready
 
 __all__ = ["AudioSource", "CaptureCallbacks", "CaptureOptions", "CapturePipeline", "Resume"]
@@ -139,10 +149,12 @@ class CapturePipeline:
     """Source -> segmenter -> spool + client for one run of the session in ``session_dir``.
 
     ``vad`` replaces the Silero model (a stand-in for tests); it must be fresh.
+    ``speakers`` labels each final with its speaker (the pipeline closes it).
     """
 
     def __init__(self, session_dir: Path, client: ClientOptions, callbacks: CaptureCallbacks,
-                 options: CaptureOptions | None = None, *, vad: SpeechModel | None = None):
+                 options: CaptureOptions | None = None, *, vad: SpeechModel | None = None,
+                 speakers: SpeakerTrack | None = None):
         self.options = options or CaptureOptions()
         self.callbacks = callbacks
         self.session_dir = session_dir
@@ -151,11 +163,15 @@ class CapturePipeline:
         self.client = StreamClient(client, on_final=self._on_final, on_partial=callbacks.on_partial,
                                    on_state=callbacks.on_state)
         self._vad = vad
+        self.speakers = speakers
+        self._held: deque[tuple[Caption, Owed | None, float]] = deque()  # finals awaiting a label
+        self._release: asyncio.Task | None = None
+        self._delivered = asyncio.Event()  # a held final went out: backpressure looks again
 
     @property
     def owed(self) -> int:
-        """Ended utterances still waiting for their final."""
-        return self.client.owed
+        """Ended utterances still waiting for their final (or for their speaker label)."""
+        return self.client.owed + len(self._held)
 
     @property
     def reconnects(self) -> int:
@@ -175,6 +191,8 @@ class CapturePipeline:
         offset, first_utt = resume.offset, resume.first_utt
         for utterance in self.spool.recover(known):
             self.client.send(utterance)
+            if self.speakers is not None:
+                self.speakers.embed(utterance)
             assert utterance.end is not None
             offset = max(offset, utterance.end)
             first_utt = max(first_utt, utterance.utt + 1)
@@ -200,17 +218,22 @@ class CapturePipeline:
             self.callbacks.on_state("draining", f"{self.owed} captions owed")
             try:
                 await asyncio.wait_for(client_task, self.options.drain_timeout_s)
+                if self._release is not None:
+                    await self._release  # each waits at most the track's wait_s
             except asyncio.TimeoutError:
                 log.warning("gave up waiting for %d finals; their audio stays in %s", self.owed,
                             self.spool.directory)
         finally:
-            for task in (pump, client_task):
+            tasks = [t for t in (pump, client_task, self._release) if t is not None]
+            for task in tasks:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(pump, client_task, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
             self.spool.close()
             if self.recorder is not None:
                 await self.recorder.close()
+            if self.speakers is not None:
+                self.speakers.close()
 
     async def _pump(self, source: AudioSource, resume: Resume, stop: asyncio.Event) -> None:
         segmenter = Segmenter(self.options.vad, first_utt=resume.first_utt, time_offset=resume.offset,
@@ -229,11 +252,16 @@ class CapturePipeline:
                     await self.client.wait_below(self.options.max_owed)
                     if self.recorder is not None:
                         await self.recorder.wait_below(FAST_RECORD_BACKLOG_S)
+                    while len(self._held) >= self.options.max_owed:  # labels behind: wait for them too
+                        self._delivered.clear()
+                        await self._delivered.wait()
         for event in segmenter.flush():
             self._handle(event)
 
     def _handle(self, event: Event) -> None:
         """The spool first: audio is on disk before it can be sent."""
+        if self.speakers is not None:
+            self.speakers.on_event(event)
         if isinstance(event, UtteranceStarted):
             self.spool.start(event.utterance)
             self.client.send(event.utterance)
@@ -247,5 +275,27 @@ class CapturePipeline:
             self.client.end_utterance(event.utt)
 
     def _on_final(self, caption: Caption, owed: Owed | None) -> None:
+        speakers = self.speakers
+        if speakers is None or (not self._held and speakers.ready(caption.utt)):
+            self._deliver(caption, owed, 0.0)
+            return
+        self._held.append((caption, owed, time.monotonic()))
+        if self._release is None or self._release.done():
+            self._release = asyncio.create_task(self._release_held())
+
+    async def _release_held(self) -> None:
+        """Deliver held finals in order, each once its embedding is done (or waited for enough)."""
+        assert self.speakers is not None
+        while self._held:
+            caption, owed, since = self._held[0]
+            await self.speakers.wait(caption.utt)
+            self._held.popleft()
+            self._deliver(caption, owed, time.monotonic() - since)
+            self._delivered.set()
+
+    def _deliver(self, caption: Caption, owed: Owed | None, waited_s: float) -> None:
+        if self.speakers is not None:
+            speaker = self.speakers.label(caption, waited_s)
+            caption = dataclasses.replace(as_final(caption), speaker=speaker or "")
         self.callbacks.on_final(caption, owed)  # journaled when this returns
         self.spool.done(caption.utt)

@@ -12,6 +12,11 @@ pysubs2.
 Transcripts put a ``[mm:ss]`` time before each paragraph; a pause or a long
 stretch of speech starts a new paragraph.
 
+Speaker labels (``live --speakers``): WebVTT cues carry a voice tag
+(``<v Lecturer>``, ``<v Audience 1>``); an SRT cue starts with ``Lecturer:``
+where the speaker changes; transcript paragraphs (one speaker each) start with
+the speaker's name. :func:`speaker_of_line` reads such a prefix back.
+
 Cues keep the ``utt`` of their caption, so a second text per caption (a
 translation, ``notsound live --translate``) is laid out under it
 (``bilingual``): a caption shown in several events gets its translation split
@@ -31,11 +36,11 @@ from pathlib import Path
 
 from common.script import CJK, cjk_share, is_cjk, unspaced
 
-from .folder import Final, fmt_clock, require_finals
+from .folder import Final, fmt_clock, require_finals, speaker_name
 from .history import fmt_duration, session_info
 
 __all__ = ["FORMATS", "SubtitleOptions", "Cue", "build_cues", "wrap_lines", "to_subtitles",
-           "to_transcript", "export_session", "mostly_cjk"]
+           "to_transcript", "export_session", "mostly_cjk", "speaker_of_line"]
 
 FORMATS = ("srt", "vtt", "txt", "md")
 
@@ -44,6 +49,7 @@ _STRONG = set(".?!…。？！;；")
 _WEAK = set(",:，：、—–")
 _CLOSERS = "\"'”’)]}）」』》】"
 _TRAILING = set(_CLOSERS) | _STRONG | _WEAK
+_PREFIX = re.compile(r"(?:\*\*)?(Lecturer|Audience [1-9][0-9]*):(?:\*\*)? ")
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class Cue:
     end_ms: int
     lines: tuple[str, ...]
     utt: int
+    speaker: str = ""
 
     @property
     def chars(self) -> int:
@@ -226,14 +233,14 @@ def _caption_pieces(final: Final, opts: SubtitleOptions) -> list[tuple[float, fl
 def build_cues(finals: Sequence[Final], opts: SubtitleOptions | None = None) -> list[Cue]:
     """Subtitle events for ``finals``: laid out, split, then timed without overlap."""
     opts = opts or SubtitleOptions()
-    raw: list[tuple[int, int, list[str], int]] = []
+    raw: list[tuple[int, int, list[str], Final]] = []
     for final in sorted(finals, key=lambda f: (f.start, f.utt)):
         for start, end, lines in _caption_pieces(final, opts):
-            raw.append((round(start * 1000), round(end * 1000), lines, final.utt))
+            raw.append((round(start * 1000), round(end * 1000), lines, final))
     min_ms, max_ms = round(opts.min_s * 1000), round(opts.max_s * 1000)
     cues: list[Cue] = []
     prev_end = 0
-    for i, (start, end, lines, utt) in enumerate(raw):
+    for i, (start, end, lines, final) in enumerate(raw):
         start = max(start, prev_end)
         chars = sum(len(line) for line in lines)
         want = max(end - start, min_ms, math.ceil(chars / opts.max_cps * 1000))
@@ -241,7 +248,7 @@ def build_cues(finals: Sequence[Final], opts: SubtitleOptions | None = None) -> 
         if i + 1 < len(raw) and end > raw[i + 1][0]:
             # stop where the next one starts, unless that leaves less than the minimum
             end = max(raw[i + 1][0], start + min_ms)
-        cues.append(Cue(start, end, tuple(lines), utt))
+        cues.append(Cue(start, end, tuple(lines), final.utt, final.speaker))
         prev_end = end
     return cues
 
@@ -253,7 +260,30 @@ def _subtitle_text(cue: Cue, fmt: str) -> str:
     lines = [re.sub(r"\\([nNh])", "\\\u200b\\1", line) for line in cue.lines]  # no SSA escapes
     if fmt == "vtt":
         lines = [html.escape(line, quote=False) for line in lines]
+        if cue.speaker and lines:
+            lines[0] = f"<v {speaker_name(cue.speaker)}>{lines[0]}"
     return "\\N".join(lines)
+
+
+def speaker_of_line(line: str) -> tuple[str, str]:
+    """``(speaker name, rest)`` of an exported line that starts with a speaker
+    (``Audience 1: ...``, ``**Lecturer:** ...``, ``<v Lecturer>...``); ``("", line)`` otherwise."""
+    voice = re.match(r"<v ([^>]+)>", line)
+    if voice:
+        return voice.group(1), line[voice.end():]
+    prefix = _PREFIX.match(line)
+    return (prefix.group(1), line[prefix.end():]) if prefix else ("", line)
+
+
+def _speaker_prefixed(finals: Sequence[Final]) -> list[Final]:
+    """Finals whose speaker differs from the one before start with ``Name: `` (SRT)."""
+    out, previous = [], ""
+    for final in sorted(finals, key=lambda f: (f.start, f.utt)):
+        if final.speaker and final.speaker != previous and final.text:
+            final = replace(final, text=f"{speaker_name(final.speaker)}: {final.text}")
+        previous = final.speaker or previous
+        out.append(final)
+    return out
 
 
 def _second_lines(text: str, parts: int, opts: SubtitleOptions) -> list[list[str]]:
@@ -303,6 +333,8 @@ def to_subtitles(finals: Sequence[Final], fmt: str, opts: SubtitleOptions | None
     opts = opts or SubtitleOptions()
     if translations and not bilingual:
         finals = _translated(finals, translations)
+    if fmt == "srt":
+        finals = _speaker_prefixed(finals)
     cues = build_cues(finals, opts)
     if translations and bilingual:
         cues = _bilingual(cues, translations, opts)
@@ -326,25 +358,28 @@ def _md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def _paragraphs(finals: Sequence[Final], gap_s: float, max_s: float) -> list[tuple[float, str, int | None]]:
-    """``(start, text, slide)`` per paragraph: a new one after a pause, a long run, or a slide change."""
-    paragraphs: list[tuple[float, str, int | None]] = []
-    start, text, last_end, slide = 0.0, "", 0.0, None
+def _paragraphs(finals: Sequence[Final], gap_s: float,
+                max_s: float) -> list[tuple[float, str, int | None, str]]:
+    """``(start, text, slide, speaker)`` per paragraph: a new one after a pause, a long run,
+    a slide change or another speaker."""
+    paragraphs: list[tuple[float, str, int | None, str]] = []
+    start, text, last_end, slide, speaker = 0.0, "", 0.0, None, ""
     for final in sorted(finals, key=lambda f: (f.start, f.utt)):
         if not final.text:
             continue
         moved = final.slide is not None and final.slide != slide
-        if text and (final.start - last_end >= gap_s or final.start - start >= max_s or moved):
-            paragraphs.append((start, text, slide))
+        if text and (final.start - last_end >= gap_s or final.start - start >= max_s or moved
+                     or final.speaker != speaker):
+            paragraphs.append((start, text, slide, speaker))
             text = ""
         if not text:
-            start = final.start
+            start, speaker = final.start, final.speaker
         if final.slide is not None:
             slide = final.slide
         text = _glue(text, final.text)
         last_end = final.end
     if text:
-        paragraphs.append((start, text, slide))
+        paragraphs.append((start, text, slide, speaker))
     return paragraphs
 
 
@@ -360,18 +395,23 @@ def to_transcript(finals: Sequence[Final], fmt: str, *, title: str = "", subtitl
     paragraphs = _paragraphs(finals, gap_s, max_paragraph_s)
     if fmt == "txt":
         head = [title, ""] if title else []
-        body = [f"[{fmt_clock(t)}] {text}" for t, text, _ in paragraphs]
+        body = [f"[{fmt_clock(t)}] {_who(who)}{text}" for t, text, _, who in paragraphs]
         return "\n".join(head + ["\n\n".join(body)]).strip() + "\n"
     head = [f"# {_md(title)}", ""] if title else []
     if subtitle:
         head += [f"_{_md(subtitle)}_", ""]
     body, shown = [], None
-    for t, text, slide in paragraphs:
+    for t, text, slide, who in paragraphs:
         if slide_labels and slide is not None and slide != shown and slide in slide_labels:
             body.append(f"## {_md(slide_labels[slide])}")
             shown = slide
-        body.append(f"**[{fmt_clock(t)}]** {_md(text)}")
+        name = f"**{_who(who).rstrip()}** " if who else ""
+        body.append(f"**[{fmt_clock(t)}]** {name}{_md(text)}")
     return "\n".join(head + ["\n\n".join(body)]).strip() + "\n"
+
+
+def _who(speaker: str) -> str:
+    return f"{speaker_name(speaker)}: " if speaker else ""
 
 
 def export_session(session_dir: Path | str, fmt: str, opts: SubtitleOptions | None = None, *,

@@ -18,8 +18,9 @@ A journal line is the worker's final message (one encoder, :func:`wire.protocol.
 
     {"type":"final","utt":3,"start":12.5,"end":15.0,"text":"...","lang":"en","emotion":"NEUTRAL","events":[]}
 
-with the optional keys ``raw`` (the engine's text before correction) and
-``slide`` (the slide shown) written only when set. Rules for reading, the same
+with the optional keys ``raw`` (the engine's text before correction),
+``slide`` (the slide shown) and ``speaker`` (``lecturer`` or ``audience-N``)
+written only when set. Rules for reading, the same
 for every reader: a line that is not a final, or whose ``utt`` is not a
 non-negative integer or whose times are not finite non-negative numbers, is
 skipped; the first final of a ``utt`` wins; a torn last line is ignored; a
@@ -42,6 +43,7 @@ from common.errors import EXIT_USAGE, NotSoundError
 
 from .atomic import append_durable, append_fd, remove_stale_temps, write_atomic, write_json_atomic
 from .journal import (
+    LECTURER,
     TRANSCRIPT,
     Final,
     TranscriptReader,
@@ -51,6 +53,7 @@ from .journal import (
     encode_final,
     fmt_clock,
     read_finals,
+    speaker_name,
 )
 from .polished import (
     POLISH_LOCK,
@@ -87,6 +90,8 @@ __all__ = [
     "JournalError",
     "EmptySessionError",
     "Final",
+    "LECTURER",
+    "speaker_name",
     "as_final",
     "encode_final",
     "decode_final",

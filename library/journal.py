@@ -2,9 +2,9 @@
 
 Part of the session-folder format; import these names from
 :mod:`library.folder`. A :class:`Final` is the wire's
-:class:`~wire.protocol.Caption` plus ``raw`` and ``slide``, and its line is
-written by the wire's encoder (the final message, byte for byte, then those
-two fields when set). The rules for reading are in :mod:`library.folder`'s
+:class:`~wire.protocol.Caption` plus ``raw``, ``slide`` and ``speaker``, and its
+line is written by the wire's encoder (the final message, byte for byte, then
+those fields when set). The rules for reading are in :mod:`library.folder`'s
 docstring.
 """
 
@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 
 from wire.protocol import Caption, encode_caption
 
-__all__ = ["TRANSCRIPT", "MAX_LINE_BYTES", "Final", "as_final", "encode_final", "decode_final",
+__all__ = ["TRANSCRIPT", "MAX_LINE_BYTES", "LECTURER", "Final", "speaker_name", "as_final", "encode_final", "decode_final",
            "TranscriptReader", "read_finals"]
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,14 @@ TRANSCRIPT = "transcript.jsonl"
 #: longest journal line read; a longer one is skipped as unreadable
 MAX_LINE_BYTES = 1 << 20
 _READ_CHUNK = 1 << 20
+#: the speaker label of the lecture's main voice; every other voice is ``audience-N``
+LECTURER = "lecturer"
+_SPEAKER = re.compile(r"lecturer|audience-[1-9][0-9]{0,5}")
 
 
 @dataclass(frozen=True)
 class Final(Caption):
-    """One final caption as the journal stores it: the wire caption, checked, plus two fields.
+    """One final caption as the journal stores it: the wire caption, checked, plus three fields.
 
     Attributes:
         utt: utterance number, increasing within a session (non-negative).
@@ -47,10 +51,13 @@ class Final(Caption):
         events: audio events heard ("BGM", "Laughter", ...).
         raw: the engine's text before correction; empty when not corrected.
         slide: the slide on screen while it was said, when known.
+        speaker: ``lecturer`` or ``audience-N`` (the capture side's speaker label);
+            empty when not labelled.
     """
 
     raw: str = ""
     slide: int | None = None
+    speaker: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.utt, bool) or not isinstance(self.utt, int) or self.utt < 0:
@@ -63,19 +70,36 @@ class Final(Caption):
             object.__setattr__(self, "end", self.start)
         if not isinstance(self.events, tuple):
             object.__setattr__(self, "events", tuple(self.events))
+        if self.speaker and not _SPEAKER.fullmatch(self.speaker):
+            raise ValueError(f"speaker must be {LECTURER!r} or 'audience-N', not {self.speaker!r}")
 
     @property
     def duration(self) -> float:
         return self.end - self.start
 
+    @property
+    def audience(self) -> bool:
+        """Said by someone other than the lecturer (a question from the room)."""
+        return self.speaker.startswith("audience-")
+
     def to_dict(self) -> dict[str, Any]:
-        """The wire final's object, then ``raw`` and ``slide`` when set."""
+        """The wire final's object, then ``raw``, ``slide`` and ``speaker`` when set."""
         obj = super().to_dict()
         if self.raw:
             obj["raw"] = self.raw
         if self.slide is not None:
             obj["slide"] = self.slide
+        if self.speaker:
+            obj["speaker"] = self.speaker
         return obj
+
+
+def speaker_name(speaker: str) -> str:
+    """A label as people read it: ``Lecturer``, ``Audience 2``; empty for no label."""
+    if not speaker:
+        return ""
+    word, _, number = speaker.partition("-")
+    return f"{word.capitalize()} {number}".strip()
 
 
 def as_final(caption: Any) -> Final:
@@ -85,11 +109,11 @@ def as_final(caption: Any) -> Final:
     return Final(caption.utt, caption.start, caption.end, caption.text,
                  getattr(caption, "lang", ""), getattr(caption, "emotion", ""),
                  tuple(getattr(caption, "events", ())), getattr(caption, "raw", ""),
-                 getattr(caption, "slide", None))
+                 getattr(caption, "slide", None), getattr(caption, "speaker", ""))
 
 
 def encode_final(caption: Any) -> bytes:
-    """The journal line of a caption, newline included (the wire final's bytes, then raw and slide)."""
+    """The journal line of a caption, newline included (the wire final's bytes, then raw, slide, speaker)."""
     return (encode_caption(as_final(caption)) + "\n").encode("utf-8")
 
 
@@ -109,9 +133,12 @@ def decode_final(obj: object) -> Final | None:
     events = tuple(e for e in events if isinstance(e, str)) if isinstance(events, list) else ()
     slide = obj.get("slide")
     slide = slide if isinstance(slide, int) and not isinstance(slide, bool) else None
+    speaker = _opt_str(obj, "speaker")
+    speaker = speaker if _SPEAKER.fullmatch(speaker) else ""  # an unknown label reads as none
     try:
         return Final(obj.get("utt"), obj.get("start"), obj.get("end"), text.strip(),  # type: ignore[arg-type]
-                     _opt_str(obj, "lang"), _opt_str(obj, "emotion"), events, _opt_str(obj, "raw"), slide)
+                     _opt_str(obj, "lang"), _opt_str(obj, "emotion"), events, _opt_str(obj, "raw"), slide,
+                     speaker)
     except ValueError:
         return None
 

@@ -169,20 +169,29 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
                    help="do not keep the lecture's audio (recording/ in the session folder)")
     p.add_argument("--polish", action="store_true", default=None,
                    help="when the lecture ends, transcribe its recording again for accuracy (see polish)")
+    p.add_argument("--speakers", choices=("on", "off"),
+                   help="label captions lecturer / audience-N from voices, computed in memory and "
+                        "never stored (default: on when the speaker model is installed)")
     _add_engine_flags(p, device_flag="--engine-device")
     p.set_defaults(func=_cmd_live)
 
 
 def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
+    from capture.voices import encoder_installed
+
     from .liverun import LiveSettings, run_live
     from .view import format_speed
 
     flags = {name: getattr(args, name, None) for name in (
         "server", "key_file", "ca_file", "input", "fast", "device", "session", "out",
-        "language", "events", "plain", "notes", "translate", "slides", "record", "polish")}
+        "language", "events", "plain", "notes", "translate", "slides", "record", "polish",
+        "speakers")}
     flags.update(web=args.web, web_token_file=args.web_token_file)
     settings = build_settings(LiveSettings, "live", toml=toml, flags=flags)
     _check_web(settings)
+    if settings.speakers and not encoder_installed():
+        raise CommandError("--speakers on needs the speaker model: pip install 'notsound[speakers]' "
+                           "(resemblyzer)", EXIT_USAGE)
     if settings.translate and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?", settings.translate):
         raise CommandError(f"--translate needs a language code such as zh or en, not {settings.translate!r}",
                            EXIT_USAGE)

@@ -30,13 +30,16 @@ from typing import Any
 
 from capture.client import ClientOptions, Owed
 from capture.pipeline import AudioSource, CaptureCallbacks, CaptureOptions, CapturePipeline, Resume
+from capture.speakers import SpeakerLabeller
 from capture.vad import VadOptions
+from capture.voices import SpeakerTrack, encoder_installed
 from common.secret_file import read_secret_file
 from library.folder import (
     Journal,
     default_session_name,
     expire_recordings,
     list_sessions,
+    read_finals,
     remove_if_unused,
     session_path,
 )
@@ -83,6 +86,9 @@ class LiveSettings:
         keep_recordings_days: at the start of a run, delete the recordings of other
             sessions older than this many days (their text stays); 0 keeps them all.
         polish: when the lecture ends, polish it (``notsound polish``).
+        speakers: label each final ``lecturer`` or ``audience-N`` from voice
+            embeddings computed here, in memory only (``None``: when the speaker
+            model is installed).
     """
 
     server: str = ""
@@ -107,6 +113,7 @@ class LiveSettings:
     record: bool = True
     keep_recordings_days: float = 0.0
     polish: bool = False
+    speakers: bool | None = None
 
 
 @dataclass
@@ -122,6 +129,7 @@ class LiveResult:
     dropped_s: float = 0.0
     audio_s: float = 0.0
     wall_s: float = 0.0
+    label_waits: list[float] = field(default_factory=list)
 
 
 def read_key(key_file: Path | None, env: dict[str, str] | None = None) -> str | None:
@@ -209,7 +217,9 @@ class LiveRun:
             self.result.audio_s = max(self.result.audio_s, caption.end - self.offset)
             self.result.wall_s = time.monotonic() - self.t0
             self.view.set_pace(self.result.audio_s, self.result.wall_s)
-        self.events.write("final", caption.utt, caption.text, start=caption.start, end=caption.end)
+        speaker = {"speaker": caption.speaker} if getattr(caption, "speaker", "") else {}
+        self.events.write("final", caption.utt, caption.text, start=caption.start, end=caption.end,
+                          **speaker)
         self.view.on_final(caption, latency)
         if self.feed is not None:
             self.feed.publish_final(caption)
@@ -351,6 +361,7 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: AudioSource,
         run.callbacks(),
         CaptureOptions(vad=run.vad, fast=settings.fast, max_owed=settings.max_owed,
                        drain_timeout_s=settings.drain_timeout_s, record=settings.record),
+        speakers=_speaker_track(run),
     )
     run.capture = capture
     resume = capture.recover(run.journal.utts, Resume(run.offset, run.first_utt))
@@ -376,7 +387,20 @@ async def _stream(run: LiveRun, url: str, key: str | None, source: AudioSource,
                 await translate_task
         run.result.owed = capture.owed
         run.result.reconnects = capture.reconnects
+        if capture.speakers is not None:
+            run.result.label_waits = capture.speakers.stats.waits
         run.view.set_state("closed", "")
+
+
+def _speaker_track(run: LiveRun) -> SpeakerTrack | None:
+    """The run's speaker labels (``--speakers``), audience numbers going on after the journal's."""
+    wanted = run.settings.speakers
+    if wanted is False or (wanted is None and not encoder_installed()):
+        return None
+    numbers = [int(f.speaker.split("-")[1]) for f in read_finals(run.session_dir) if f.audience]
+    # A fast run is about throughput: its finals wait for their labels as long as it takes.
+    return SpeakerTrack(labeller=SpeakerLabeller(first_audience=max(numbers, default=0) + 1),
+                        wait_s=60.0 if run.settings.fast else 1.0)
 
 
 async def _caption_page(stack: contextlib.AsyncExitStack, run: LiveRun) -> CaptionFeed:

@@ -37,6 +37,7 @@ from rich.live import Live
 from rich.text import Text
 
 from common.script import count_words
+from library.folder import speaker_name
 from wire.protocol import Caption, Partial
 
 __all__ = ["STATES", "ViewOptions", "CaptionView", "format_timestamp", "format_speed", "count_words"]
@@ -56,6 +57,7 @@ _EVENT_LABELS: dict[str, str | None] = {"BGM": "Music", "Speech": None}
 _TIMESTAMP_STYLE = "cyan"
 _PARTIAL_STYLE = "dim"
 _EVENT_STYLE = "dim italic"
+_AUDIENCE_STYLE = "bold magenta"
 #: longest state detail (engine and model) on the status line, in cells
 _MAX_DETAIL = 36
 _TRANSLATION_STYLE = "dim"
@@ -118,6 +120,12 @@ def _short_detail(detail: str) -> str:
     if cell_len(text) > _MAX_DETAIL:
         text = set_cell_size(text, _MAX_DETAIL - 1) + "…"
     return text
+
+
+def _audience_mark(caption: Caption) -> str:
+    """``"Audience 2: "`` before a caption said by someone in the room; empty for the lecturer."""
+    speaker = str(getattr(caption, "speaker", "") or "")
+    return f"{speaker_name(speaker)}: " if speaker.startswith("audience-") else ""
 
 
 def _event_labels(events: Iterable[str]) -> str:
@@ -228,6 +236,7 @@ class CaptionView:
         self._max_final_utt = -1
         self._notices: set[str] = set()
         self._para: tuple[float, float, int, int] | None = None  # (start, last end, last utt, indent)
+        self._para_mark = ""  # the audience mark of the paragraph's captions
         # Translation (``notsound live --translate``): the one streaming in, the queue's lag.
         self._translation: tuple[int, str] | None = None
         self._translation_lag: tuple[int, float, float] | None = None  # (waiting, oldest's wait, when)
@@ -443,13 +452,15 @@ class CaptionView:
         if not text:
             return
         stream = self.console.file
-        stream.write(f"[{format_timestamp(caption.start)}] {text}\n")
+        stream.write(f"[{format_timestamp(caption.start)}] {_audience_mark(caption)}{text}\n")
         stream.flush()
 
     def _print_final(self, caption: Caption, text: str, events: str) -> None:
         opts, para = self.options, self._para
+        mark = _audience_mark(caption)
         new_paragraph = (
             para is None
+            or mark != self._para_mark  # another speaker: a paragraph of their own
             or caption.utt < para[2]
             or caption.start - para[1] >= opts.paragraph_gap_s
             or caption.start - para[0] >= opts.max_paragraph_s
@@ -464,7 +475,9 @@ class CaptionView:
             indent = para[3]
             self._para = (para[0], max(para[1], caption.end), caption.utt, indent)
             label = Text()
-        block = _Hanging(label, Text(text), indent,
+        self._para_mark = mark
+        body = Text.assemble((mark, _AUDIENCE_STYLE), text) if mark and new_paragraph else Text(text)
+        block = _Hanging(label, body, indent,
                          aside=Text(events, style=_EVENT_STYLE) if events else None)
         # A print while Live runs also redraws the live area (the view itself).
         self.console.print(Group(Text(), block) if new_paragraph and para is not None else block)

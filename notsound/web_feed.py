@@ -226,11 +226,15 @@ class CaptionFeed:
         self._utts.add(utt)
         text = " ".join(str(caption.text).split())[: self.limits.max_text_chars]
         events = [str(e)[:40] for e in getattr(caption, "events", ())][:8]
-        self.finals.append(_encode({
+        message = {
             "type": "final", "seq": len(self.finals) + 1, "utt": utt,
             "start": _seconds(caption.start), "end": _seconds(caption.end),
             "text": text, "lang": str(getattr(caption, "lang", "") or "")[:16], "events": events,
-        }))
+        }
+        speaker = str(getattr(caption, "speaker", "") or "")[:24]
+        if speaker:
+            message["speaker"] = speaker
+        self.finals.append(_encode(message))
         return True
 
     def _set_partial(self, utt: int, text: str) -> None:

@@ -43,6 +43,7 @@ from .notes_doc import (
 )
 from .notices import Notices
 from .prompts import Part, deck_glossary, notes_messages, prompt_tokens
+from .questions import render_questions
 from .settings import LLMSettings, NotesSettings, no_key_help
 from .transcript import (
     Final,
@@ -194,7 +195,7 @@ class NotesTask:
     def _write(self, state: NotesState) -> None:
         if state.mode == "llm":
             markdown = render_notes(state, self.session_dir.name, self.llm_settings.model)
-            write_notes(self.notes_path, markdown)
+            write_notes(self.notes_path, _with_questions(markdown, self._finals))
         save_state(self.session_dir / NOTES_STATE, state)
 
     def _poll(self) -> None:
@@ -229,7 +230,8 @@ class NotesTask:
             self._finals, window_s=self.settings.extract_window_s, per_window=self.settings.extract_sentences
         )
         try:
-            write_notes(self.notes_path, render_outline(outline, self.session_dir.name, self.state.lang))
+            markdown = render_outline(outline, self.session_dir.name, self.state.lang)
+            write_notes(self.notes_path, _with_questions(markdown, self._finals))
             self.state.utts.update(f.utt for f in self._pending)
             save_state(self.session_dir / NOTES_STATE, self.state)
         except (OSError, LLMOutputError) as exc:
@@ -327,6 +329,12 @@ class NotesTask:
         self._retry_at = time.monotonic() + wait
         self._notices.tell("transient", f"LLM notes are behind ({exc}); retrying every {wait:.0f} s or so")
         log.info("notes update failed (%s); next try in %.0f s", exc, wait)
+
+
+def _with_questions(markdown: str, finals: list[Final]) -> str:
+    """The notes, then the questions from the audience (when the captions are labelled)."""
+    questions = render_questions(finals)
+    return f"{markdown.rstrip()}\n\n{questions}" if questions else markdown
 
 
 def _deck_helpers(deck: Deck) -> tuple[str, SlideTracker]:

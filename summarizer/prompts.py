@@ -26,6 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .questions import spoken
 from .transcript import Final, estimate_tokens, fmt_time, language_name
 
 __all__ = [
@@ -167,7 +168,7 @@ class Part:
     @property
     def text(self) -> str:
         """The captions of the part, one per line."""
-        return "\n".join(f.text for f in self.finals if f.text)
+        return "\n".join(spoken(f) for f in self.finals if f.text)
 
 
 def fence(tag: str, text: str, **attrs: str) -> str:
@@ -263,7 +264,7 @@ def marked_text(finals: Sequence[Final], labels: Sequence[str]) -> str:
         if label and label != shown:
             lines.append(f"({label})")
             shown = label
-        lines.append(final.text)
+        lines.append(spoken(final))
     return "\n".join(lines)
 
 

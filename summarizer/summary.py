@@ -33,6 +33,7 @@ from .prompts import (
     summary_headings,
     summary_system,
 )
+from .questions import render_questions, spoken
 from .settings import LLMSettings, SummarySettings, no_key_help
 from .transcript import (
     Final,
@@ -78,7 +79,7 @@ def transcript_paragraphs(finals: Sequence[Final], every_s: float = PARAGRAPH_S,
 def _paragraph(items: Sequence[tuple[Final, str]]) -> str:
     finals = [f for f, _ in items]
     if not any(label for _, label in items):
-        return f"[{fmt_time(finals[0].start)}] " + " ".join(f.text for f in finals)
+        return f"[{fmt_time(finals[0].start)}] " + " ".join(spoken(f) for f in finals)
     return f"[{fmt_time(finals[0].start)}] " + marked_text(finals, [x for _, x in items]).replace("\n", " ")
 
 
@@ -350,7 +351,8 @@ async def run_summary(
     finally:
         progress.stop()
         await client.aclose()
-    write_atomic(session_dir / SUMMARY, text)
+    questions = render_questions(finals)
+    write_atomic(session_dir / SUMMARY, f"{text.rstrip()}\n\n{questions}" if questions else text)
     log.info("summary: %d requests, %d prompt tokens (%d cached), %d completion tokens",
              s.calls, s.usage.prompt_tokens, s.usage.cached_tokens, s.usage.completion_tokens)
     return session_dir / SUMMARY

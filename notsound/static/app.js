@@ -113,12 +113,18 @@
     const row = el("p", "cap");
     row.dataset.seq = String(msg.seq);
     row.dataset.utt = String(msg.utt);
-    row.append(el("span", "ts", stamp(msg.start)), " ", el("span", "tx", msg.text));
+    row.append(el("span", "ts", stamp(msg.start)), " ");
+    const audience = /^audience-\d+$/.test(msg.speaker || "");
+    if (audience) {
+      row.classList.add("audience");
+      row.append(el("span", "who", "Audience " + msg.speaker.slice(9) + ":"), " ");
+    }
+    row.append(el("span", "tx", msg.text));
     if (msg.lang) row.lang = msg.lang;
     const events = (msg.events || []).filter((e) => e && e !== "Speech").map((e) => (e === "BGM" ? "Music" : e));
     if (events.length) row.append(" ", el("span", "ev", "(" + events.join(", ") + ")"));
     $("history").insertBefore(row, partialRow());
-    const pj = el("span", "pj-final", msg.text + " ");
+    const pj = el("span", audience ? "pj-final audience" : "pj-final", msg.text + " ");
     $("pj-text").insertBefore(pj, partialSpan());
     const pjFinals = $("pj-text").querySelectorAll(".pj-final");
     for (let i = 0; i < pjFinals.length - PROJECTOR_KEEP; i++) pjFinals[i].remove();

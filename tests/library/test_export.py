@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 
@@ -245,3 +246,47 @@ def test_markdown_export_heads_each_stretch_with_the_slide_it_was_said_on(env, t
     assert "Backpropagation gives the gradient." in section and "small steps" not in section
     assert main(["export", folder.name, "--out", str(out), "-f", "txt"]) == 0
     assert "Slide" not in capsys.readouterr().out  # plain transcripts stay plain
+
+
+LABELLED = [
+    Final(0, 0.0, 4.0, "Today we look at the water cycle.", speaker="lecturer"),
+    Final(1, 4.5, 8.0, "Water evaporates from the oceans.", speaker="lecturer"),
+    Final(2, 9.0, 11.0, "Does the same water come back again?", speaker="audience-1"),
+    Final(3, 11.5, 15.0, "Yes, the same water goes round and round.", speaker="lecturer"),
+    Final(4, 15.5, 17.0, "And what about snow?", speaker="audience-2"),
+    Final(5, 17.5, 19.0, "Snow is part of it too."),
+]
+
+
+def _speakers_of(lines: list[str]) -> list[str]:
+    from library.export import speaker_of_line
+
+    return [speaker_of_line(line)[0] for line in lines]
+
+
+@pytest.mark.parametrize("fmt", ["vtt", "srt"])
+def test_subtitles_carry_the_speakers_and_they_parse_back(fmt):
+    text = to_subtitles(LABELLED, fmt)
+    prefixes = ["Lecturer: ", "", "Audience 1: ", "Lecturer: ", "Audience 2: ", ""]
+    shown = [dataclasses.replace(f, text=p + f.text) for f, p in zip(LABELLED, prefixes, strict=True)]
+    events = check_rules(shown if fmt == "srt" else LABELLED, text, fmt)
+    if fmt == "vtt":
+        cues = [block.splitlines()[2] for block in text.strip().split("\n\n")[1:]]
+        assert _speakers_of(cues) == ["Lecturer", "Lecturer", "Audience 1", "Lecturer", "Audience 2", ""]
+        assert [ev.plaintext.split("\n")[0] for ev in events][2] == "Does the same water come back again?"
+    else:  # a name where the speaker changes
+        firsts = [ev.text.split("\\N")[0] for ev in events]
+        assert _speakers_of(firsts) == ["Lecturer", "", "Audience 1", "Lecturer", "Audience 2", ""]
+
+
+def test_transcripts_name_the_speaker_of_each_paragraph_and_parse_back():
+    from library.export import speaker_of_line
+
+    txt = to_transcript(LABELLED, "txt").strip().split("\n\n")
+    said = [speaker_of_line(p.split("] ", 1)[1]) for p in txt]
+    assert [who for who, _ in said] == ["Lecturer", "Audience 1", "Lecturer", "Audience 2", ""]
+    assert said[1][1] == "Does the same water come back again?"
+    md = to_transcript(LABELLED, "md").strip().split("\n\n")
+    assert [speaker_of_line(p.split("** ", 1)[1])[0] for p in md] == [
+        "Lecturer", "Audience 1", "Lecturer", "Audience 2", ""]
+    assert "Lecturer" not in to_transcript(ENGLISH, "txt"), "unlabelled sessions export as before"

@@ -50,11 +50,13 @@ def test_journal_line_is_byte_for_byte_the_wire_final():
 
 _ms = st.integers(min_value=0, max_value=10 * 24 * 3600 * 1000).map(lambda ms: ms / 1000)
 _label = st.text(max_size=16)
+_speaker = st.sampled_from(["", "lecturer"]) | st.integers(1, 99).map(lambda n: f"audience-{n}")
 _finals = st.builds(
-    lambda utt, times, text, lang, emotion, events, raw, slide: Final(
-        utt, min(times), max(times), text, lang, emotion, tuple(events), raw, slide),
+    lambda utt, times, text, lang, emotion, events, raw, slide, speaker: Final(
+        utt, min(times), max(times), text, lang, emotion, tuple(events), raw, slide, speaker),
     st.integers(min_value=0, max_value=2**53), st.tuples(_ms, _ms), st.text().map(str.strip), _label, _label,
-    st.lists(_label, max_size=4), st.text(), st.none() | st.integers(min_value=0, max_value=10_000))
+    st.lists(_label, max_size=4), st.text(), st.none() | st.integers(min_value=0, max_value=10_000),
+    _speaker)
 
 
 @settings(max_examples=300, deadline=None)
@@ -68,7 +70,8 @@ def test_journal_line_is_the_wire_final_then_raw_and_slide_and_reads_back(final)
     assert line.endswith(b"}\n") and b"\n" not in line[:-1]
     assert line.startswith(wire[:-1])  # the shared fields byte for byte, then raw and slide when set
     extra = json.loads(b"{" + line[len(wire):-1]) if len(line) > len(wire) + 1 else {}
-    assert extra == {k: v for k, v in (("raw", final.raw), ("slide", final.slide)) if v not in ("", None)}
+    assert extra == {k: v for k, v in (("raw", final.raw), ("slide", final.slide), ("speaker", final.speaker))
+                     if v not in ("", None)}
     assert decode_worker(line.decode("utf-8")) == shared
     assert decode_final(json.loads(line)) == final
 
@@ -82,6 +85,18 @@ def test_raw_and_slide_are_written_only_when_set_and_read_back(tmp_path):
     (tmp_path / TRANSCRIPT).write_bytes(plain + line)
     back = read_finals(tmp_path)
     assert [(f.raw, f.slide, f.text) for f in back] == [("", None, "a"), ("corected", 3, "corrected")]
+
+
+def test_the_speaker_is_written_only_when_set_and_an_older_or_odd_line_reads_without_one(tmp_path):
+    assert b"speaker" not in encode_final(Final(0, 0.0, 1.0, "a"))
+    line = encode_final(Final(1, 1.0, 2.0, "a question?", speaker="audience-2"))
+    assert json.loads(line)["speaker"] == "audience-2"
+    (tmp_path / TRANSCRIPT).write_bytes(_line(0) + line + _line(2, speaker="Alice Smith") + _line(3, speaker=7))
+    back = read_finals(tmp_path)
+    assert [(f.utt, f.speaker, f.audience) for f in back] == [
+        (0, "", False), (1, "audience-2", True), (2, "", False), (3, "", False)]
+    with pytest.raises(ValueError):
+        Final(4, 0.0, 1.0, "x", speaker="Alice")
 
 
 def test_end_before_start_is_clamped_by_the_reader_and_the_writer(tmp_path):

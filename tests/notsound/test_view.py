@@ -124,6 +124,30 @@ def test_close_finals_share_a_paragraph_and_a_gap_starts_a_new_one(view: Caption
     ]
 
 
+def test_a_question_from_the_room_is_marked_and_has_a_paragraph_of_its_own(view: CaptionView):
+    from library.folder import Final
+
+    view.on_final(Final(0, 3.0, 5.0, "First sentence.", speaker="lecturer"))
+    view.on_final(Final(1, 5.5, 7.0, "Can you repeat that?", speaker="audience-1"))
+    view.on_final(Final(2, 7.2, 8.0, "And why?", speaker="audience-1"))
+    view.on_final(Final(3, 8.5, 10.0, "Of course.", speaker="lecturer"))
+    out = lines(printed(view))
+    start = out.index("[00:03] First sentence.")
+    assert out[start:start + 6] == [
+        "[00:03] First sentence.",
+        "",
+        "[00:05] Audience 1: Can you repeat that?",
+        "        And why?",
+        "",
+        "[00:08] Of course.",
+    ]
+    plain = io.StringIO()
+    with CaptionView(Console(file=plain, width=80)) as v:
+        v.on_final(Final(0, 3.0, 5.0, "A question?", speaker="audience-2"))
+        v.on_final(Final(1, 5.0, 6.0, "An answer.", speaker="lecturer"))
+    assert plain.getvalue().splitlines() == ["[00:03] Audience 2: A question?", "[00:05] An answer."]
+
+
 def test_long_monologue_gets_a_new_timestamp_after_max_paragraph(clock: list[float]):
     console = tty_console()
     v = CaptionView(console, options=ViewOptions(auto_refresh=False, max_paragraph_s=20.0))

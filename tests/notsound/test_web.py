@@ -105,6 +105,16 @@ def test_finals_get_seq_numbers_in_arrival_order_and_a_repeated_utt_is_ignored()
     assert [(m["seq"], m["utt"]) for m in messages] == [(1, 0), (2, 1), (3, 3), (4, 2)]
 
 
+def test_a_final_carries_its_speaker_only_when_it_has_one():
+    from library.folder import Final
+
+    feed = CaptionFeed("s")
+    feed.publish_final(caption(0))
+    feed.publish_final(Final(1, 3.0, 4.0, "why?", speaker="audience-1"))
+    messages = [json.loads(m) for m in feed.finals]
+    assert "speaker" not in messages[0] and messages[1]["speaker"] == "audience-1"
+
+
 def test_catch_up_sends_exactly_the_finals_after_since():
     feed = CaptionFeed("s")
     for utt in range(6):

@@ -113,3 +113,17 @@ async def test_the_key_is_in_no_request_body_and_no_output(fake_llm, session):
     for request in fake_llm.requests:
         assert CANARY.encode() not in request.body and CANARY not in request.path
     assert CANARY not in (folder / SUMMARY).read_text()
+
+
+async def test_the_summary_ends_with_the_questions_from_the_audience(fake_llm, tmp_path):
+    from summarizer.questions import render_questions
+    from tests.summarizer.test_questions import LECTURE
+
+    from .synthetic import write_session
+
+    folder = write_session(tmp_path / "q", [f.to_dict() for f in LECTURE])
+    path = await run_summary(folder, llm_settings(fake_llm), SummarySettings(), CANARY, console=quiet())
+    text = path.read_text()
+    assert text.rstrip().endswith(render_questions(LECTURE).rstrip())
+    sent = fake_llm.requests[0].messages[1]["content"]
+    assert "Audience 1: Sorry, does the same water" in sent

@@ -1,0 +1,69 @@
+"""``notsound live --input`` on lectures of real (espeak-ng) voices with the real speaker model."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.speakers import build_lecture, solo_lecture
+from bench.speech import SAMPLE_RATE, write_wav
+from library.export import speaker_of_line
+from library.folder import read_finals
+from tests.speech import have_espeak
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not have_espeak(), reason="needs espeak-ng and sox"),
+    pytest.mark.skipif(__import__("importlib").util.find_spec("resemblyzer") is None,
+                       reason="needs the speaker model (resemblyzer)"),
+]
+
+
+def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "notsound.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "NOTSOUND_CONFIG": str(tmp_path / "none.toml")})
+
+
+def _live(wav: Path, tmp_path: Path, session: str) -> subprocess.CompletedProcess:
+    proc = _cli("live", "--input", str(wav), "--fast", "--engine", "fake", "--out", str(tmp_path),
+                "--session", session, "--no-notes", "--plain", "--speakers", "on", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_two_questions_in_a_lecture_are_marked_audience_and_exported_with_voice_tags(tmp_path):
+    pcm, spoken = build_lecture(1.2, every=5)
+    questions = [s for s in spoken if s.question >= 0]
+    assert len(questions) == 2 and len({s.voice for s in questions}) == 2
+    proc = _live(write_wav(tmp_path / "lecture.wav", pcm), tmp_path, "q")
+
+    finals = read_finals(tmp_path / "q")
+    assert len(finals) == len(spoken)
+    asked = [f for f in finals if any(abs(f.start - q.start) < 0.5 for q in questions)]
+    assert [f.speaker for f in asked] == ["audience-1", "audience-2"]
+    assert {f.speaker for f in finals if f not in asked} == {"lecturer"}, "nothing else is audience"
+    marked = [line for line in proc.stdout.splitlines() if "] Audience " in line]
+    assert [re.sub(r"^\[[\d:]+\] ", "", m).split(":")[0] for m in marked] == ["Audience 1", "Audience 2"]
+
+    vtt = _cli("export", str(tmp_path / "q"), "--format", "vtt", tmp_path=tmp_path)
+    assert vtt.returncode == 0, vtt.stderr
+    voices = [speaker_of_line(line)[0] for line in vtt.stdout.splitlines() if line.startswith("<v ")]
+    assert voices.count("Audience 1") >= 1 and voices.count("Audience 2") >= 1
+    assert set(voices) == {"Lecturer", "Audience 1", "Audience 2"}
+
+
+def test_a_lecture_of_one_voice_has_no_audience(tmp_path):
+    pcm, spoken = solo_lecture("en-gb", 1.0)
+    assert len(pcm) / SAMPLE_RATE > 55
+    _live(write_wav(tmp_path / "solo.wav", pcm), tmp_path, "solo")
+    finals = read_finals(tmp_path / "solo")
+    assert len(finals) == len(spoken)
+    assert {f.speaker for f in finals} == {"lecturer"}

@@ -33,6 +33,7 @@ from wire.protocol import (
     PolishEnd,
     PolishSegment,
     ProtocolError,
+    decode_worker,
     encode,
 )
 
@@ -139,4 +140,9 @@ class PolishJobs:
 
 
 def _fits(message: Polished) -> bool:
-    return len(str(encode(message)).encode("utf-8")) <= MAX_TEXT_FRAME_BYTES
+    """Whether a client reads ``message``: under the frame limit, and within the protocol's counts."""
+    try:
+        decode_worker(encode(message))
+    except ProtocolError:
+        return False
+    return True

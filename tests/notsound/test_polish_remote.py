@@ -103,3 +103,17 @@ async def test_a_worker_that_cannot_be_reached_gives_up_with_a_message(tmp_path)
     with pytest.raises(PolishError, match="lost the worker .* 2 times"):
         await asyncio.to_thread(polish_session, folder, decoder, window_s=5.0)
     assert not (folder / POLISHED).exists()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--engine", "whisper"], "with --server the worker's engine polishes"),
+    (["--window-s", "30"], "--window-s must be between 5 and 29.4 seconds"),
+])
+def test_polish_server_refuses_local_engine_flags_and_windows_the_worker_cannot_take(tmp_path, capsys, flags,
+                                                                                      message):
+    from notsound.cli import main
+
+    folder = lecture_session(tmp_path / "s")
+    code = main(["polish", str(folder), "--server", "ws://127.0.0.1:9/v1/stream", *flags])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (folder / POLISHED).exists()

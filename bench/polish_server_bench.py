@@ -51,7 +51,7 @@ def _polish_source(folder: Path, seconds: float) -> Path:
     return folder
 
 
-def _polish_until(url: str, source: Path, stop: threading.Event, windows: list[int]) -> None:
+def _polish_until(url: str, source: Path, stop: threading.Event, windows: list[int], tag: str) -> None:
     """Polish copies of ``source`` on the worker, one after the other, until ``stop``."""
     from notsound.polish import polish_session
     from notsound.polish_remote import RemoteDecoder
@@ -66,9 +66,9 @@ def _polish_until(url: str, source: Path, stop: threading.Event, windows: list[i
 
     n = 0
     while not stop.is_set():
-        copy = source.parent / f"copy-{n}"
+        copy = source.parent / f"copy-{tag}-{n}"
         shutil.copytree(source, copy)
-        decoder = Counting(url, session=f"copy-{n}")
+        decoder = Counting(url, session=copy.name)
         try:
             polish_session(copy, decoder)
         except InterruptedError:
@@ -87,7 +87,8 @@ async def _one_run(url: str, wav: Path, out: Path, name: str, record: bool, poli
     stop, windows = threading.Event(), [0]
     polisher = None
     if polish is not None:
-        polisher = threading.Thread(target=_polish_until, args=(url, polish, stop, windows), daemon=True)
+        polisher = threading.Thread(target=_polish_until, args=(url, polish, stop, windows, name),
+                                    daemon=True)
         polisher.start()
     try:
         settings = LiveSettings(input=wav, server=url, out=out, session=name, plain=True, notes=False,

@@ -10,6 +10,9 @@ the same caption and different audio (almost) always a different one::
 
     "fake 1a2b3c4d 2.50s"   # crc32 of the int16 samples, then the duration
 
+A long window (:meth:`FakeEngine.transcribe_long`) is one segment of that text
+over the whole clip, its three words timed a third of the clip each.
+
 Options go in the model string as ``key=value`` pairs separated by commas:
 
 - ``rtf=0.1``: sleep 0.1 s per second of audio in a batch (a slow engine);
@@ -35,6 +38,7 @@ from models import (
     Engine,
     EngineError,
     EngineOptions,
+    Segment,
     Transcript,
 )
 
@@ -76,7 +80,7 @@ class FakeEngine(Engine):
         self.fail = False
         #: batch size of every call so far (tests read it to see batching)
         self.calls: list[int] = []
-        #: kind ("final"/"partial") and hints of every clip so far, in call order
+        #: kind ("final"/"partial"/"polish") and hints of every clip so far, in call order
         self.kinds: list[str] = []
         self.hints: list[DecodeHints] = []
         for item in filter(None, (self.options.model or "").split(",")):
@@ -115,3 +119,19 @@ class FakeEngine(Engine):
             time.sleep(delay)
         lang = "en" if language in ("", "auto") else language
         return [Transcript(text=fake_text(a), lang=lang, emotion="NEUTRAL") for a in batch]
+
+    def transcribe_long(self, audio: np.ndarray, language: str = "auto",
+                        hints: DecodeHints = NO_HINTS) -> list[Segment]:
+        self.calls.append(1)
+        self.kinds.append("polish")
+        self.hints.append(hints)
+        if self.fail:
+            raise EngineError("fake engine told to fail")
+        seconds = len(audio) / SAMPLE_RATE
+        delay = self.per_call + self.rtf * seconds
+        if delay > 0:
+            time.sleep(delay)
+        text = fake_text(audio)
+        third = seconds / 3
+        words = tuple((word, i * third, (i + 1) * third) for i, word in enumerate(text.split()))
+        return [Segment(0.0, seconds, text, "en" if language in ("", "auto") else language, words)]

@@ -14,7 +14,8 @@ import numpy as np
 from models import NO_HINTS, DecodeHints
 from wire.protocol import Message
 
-__all__ = ["Send", "SubmitFinal", "CancelFinal", "RequestPartial", "Close", "Action"]
+__all__ = ["Send", "SubmitFinal", "CancelFinal", "RequestPartial", "SubmitPolish", "CancelPolish", "Close",
+           "Action"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,24 @@ class RequestPartial:
 
 
 @dataclass(frozen=True)
+class SubmitPolish:
+    """Decode the polish window ``audio`` at the lowest priority (``Engine.transcribe_long``) and
+    report the outcome as ``job`` (:meth:`StreamCore.polish_decoded`, :meth:`StreamCore.polish_failed`)."""
+
+    job: int
+    audio: np.ndarray = field(compare=False, repr=False)
+    language: str = "auto"
+    hints: DecodeHints = NO_HINTS
+
+
+@dataclass(frozen=True)
+class CancelPolish:
+    """Withdraw polish decode ``job``: its outcome is not to be reported."""
+
+    job: int
+
+
+@dataclass(frozen=True)
 class Close:
     """Close the connection with ``code`` and ``reason`` once everything queued before it is
     sent. It is the last action of a stream."""
@@ -65,4 +84,4 @@ class Close:
     reason: str
 
 
-Action = Send | SubmitFinal | CancelFinal | RequestPartial | Close
+Action = Send | SubmitFinal | CancelFinal | RequestPartial | SubmitPolish | CancelPolish | Close

@@ -15,6 +15,13 @@ calls), so a final that arrives meanwhile waits at most about one short
 partial call; partials of a long open utterance come less often, so that they
 take at most a share of the engine. The engine runs in a worker thread
 (``asyncio.to_thread``), never on the event loop.
+
+*Polish* jobs (feature ``polish``: a window of a recording, decoded after class
+with :meth:`~models.Engine.transcribe_long`) are the lowest priority: one runs
+only when no final waits, no partial is due and no stream has an utterance
+open (:meth:`Scheduler.set_speaking`), so that the final of an utterance that
+begins meanwhile waits behind at most one polish call. Their engine time counts
+as idle time for the partial cadence.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.audio import SAMPLE_RATE
-from models import NO_HINTS, DecodeHints, Engine, Transcript
+from models import NO_HINTS, DecodeHints, Engine, Segment, Transcript
 
 from .calibrate import ANY_BATCH, BatchPolicy, CostModel
 
@@ -71,6 +78,7 @@ class SchedulerStats:
     finals: int = 0
     partials: int = 0
     partials_dropped: int = 0
+    polish: int = 0
     engine_seconds: float = 0.0
     audio_seconds: float = 0.0
     max_batch_seen: int = 0
@@ -94,6 +102,14 @@ class _Partial:
     hints: DecodeHints = NO_HINTS
 
 
+@dataclass
+class _Polish:
+    audio: np.ndarray
+    language: str
+    future: asyncio.Future
+    hints: DecodeHints = NO_HINTS
+
+
 class Scheduler:
     """Batches finals and partials from every stream into engine calls."""
 
@@ -106,6 +122,8 @@ class Scheduler:
         self.costs = {"partial": CostModel()}
         self._finals: deque[_Final] = deque()
         self._partials: dict[Hashable, _Partial] = {}
+        self._polish: deque[_Polish] = deque()
+        self._speaking: set[Hashable] = set()  # streams with an utterance open: no polish starts
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._busy_ema = 0.0  # share of wall time the engine was busy, smoothed
@@ -130,6 +148,8 @@ class Scheduler:
             job = self._finals.popleft()
             if not job.future.done():
                 job.future.cancel()
+        while self._polish:
+            self._polish.popleft().future.cancel()
         self._partials.clear()
 
     # -- submitting ----------------------------------------------------------
@@ -161,6 +181,25 @@ class Scheduler:
         self._partials[key] = _Partial(audio, language, deliver, is_stale, hints)
         self._wake.set()
 
+    def submit_polish(self, audio: np.ndarray, language: str = "auto",
+                      hints: DecodeHints = NO_HINTS) -> asyncio.Future:
+        """Queue a polish window; the future resolves to its list of :class:`~models.Segment`.
+
+        Cancelling the future withdraws the job; one already in the engine finishes unseen.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._polish.append(_Polish(audio, language, future, hints))
+        self._wake.set()
+        return future
+
+    def set_speaking(self, key: Hashable, speaking: bool) -> None:
+        """Whether stream ``key`` has an utterance open; no polish starts while one has."""
+        if speaking:
+            self._speaking.add(key)
+        elif key in self._speaking:
+            self._speaking.discard(key)
+            self._wake.set()
+
     def cancel_partials(self, predicate: Callable[[Hashable], bool]) -> None:
         """Forget the partial requests whose key matches (a stream went away)."""
         for key in [k for k in self._partials if predicate(k)]:
@@ -189,7 +228,7 @@ class Scheduler:
 
     async def _run(self) -> None:
         while True:
-            if not self._finals and not self._partials:
+            if not self._finals and not self._partials and not (self._polish and not self._speaking):
                 self._wake.clear()
                 await self._wake.wait()
             finals = self._take_finals()
@@ -199,6 +238,10 @@ class Scheduler:
             partials = self._take_partials()
             if partials:
                 await self._run_partials(partials)
+                continue
+            polish = self._take_polish()
+            if polish is not None:
+                await self._run_polish(polish)
 
     def _take_finals(self) -> list[_Final]:
         """The oldest final, and the finals of its language that may share its call.
@@ -255,6 +298,14 @@ class Scheduler:
             used += len(job.audio)
             cost += clip_cost
         return taken
+
+    def _take_polish(self) -> _Polish | None:
+        """The oldest polish job still wanted, if no final waits and no utterance is open."""
+        while self._polish and self._polish[0].future.done():
+            self._polish.popleft()  # withdrawn
+        if not self._polish or self._speaking or any(not j.future.done() for j in self._finals):
+            return None
+        return self._polish.popleft()
 
     async def _call_engine(self, clips: list[np.ndarray], language: str, hints: list[DecodeHints],
                            kind: str) -> list[Transcript]:
@@ -313,3 +364,26 @@ class Scheduler:
             if not job.is_stale():
                 job.deliver(result)
                 self.stats.partials += 1
+
+    async def _run_polish(self, job: _Polish) -> None:
+        """One polish window. Its time is not busy time for the partial cadence (it only fills
+        time the live jobs left idle), so ``_last_idle_at`` stays where the last live call left it."""
+        started = time.monotonic()
+        try:
+            segments: list[Segment] = await asyncio.to_thread(self.engine.transcribe_long, job.audio,
+                                                              job.language, job.hints)
+        except asyncio.CancelledError:
+            job.future.cancel()
+            raise
+        except Exception as exc:  # task boundary: the job gets the error, the worker goes on
+            log.exception("engine failed on a polish window of %.1f s", len(job.audio) / SAMPLE_RATE)
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        finally:
+            self.stats.engine_calls += 1
+            self.stats.engine_seconds += time.monotonic() - started
+            self.stats.audio_seconds += len(job.audio) / SAMPLE_RATE
+        if not job.future.done():
+            job.future.set_result(segments)
+        self.stats.polish += 1

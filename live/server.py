@@ -29,6 +29,7 @@ from wire.protocol import (
     CLOSE_KEY_REVOKED,
     CLOSE_TOO_MANY_STREAMS,
     FEATURE_PAUSE,
+    FEATURE_POLISH,
     FEATURE_VOCABULARY,
 )
 
@@ -70,6 +71,8 @@ class WorkerSettings:
         partial_beam_size: beam width of partials (decoded for speed; 1 is greedy).
         early_finals: offer the ``pause`` feature: decode an utterance as soon as the
             client's VAD sees its speech stop, before the pause is long enough to end it.
+        polish: offer the ``polish`` feature: take after-class windows of recordings
+            (``notsound polish --server``), decoded only when no live job needs the engine.
         calibrate: time batched against one-at-a-time engine calls at start-up and
             batch only where it was faster (engines that pad batches: SenseVoice).
         partial_call_s: most estimated engine seconds of one call of partials.
@@ -103,6 +106,7 @@ class WorkerSettings:
     beam_size: int = 5
     partial_beam_size: int = 1
     early_finals: bool = True
+    polish: bool = True
     calibrate: bool = True
     partial_call_s: float = 0.35
     partial_every_s: float = 0.6
@@ -291,7 +295,8 @@ class Worker:
     def features(self) -> tuple[str, ...]:
         """Optional protocol features this worker offers in ``ready``."""
         hints = self.engine is not None and self.engine.takes_hints
-        return ((FEATURE_PAUSE,) if self.settings.early_finals else ()) + ((FEATURE_VOCABULARY,) if hints else ())
+        return (((FEATURE_PAUSE,) if self.settings.early_finals else ()) + ((FEATURE_VOCABULARY,) if hints else ())
+                + ((FEATURE_POLISH,) if self.settings.polish else ()))
 
     def health(self) -> dict[str, Any]:
         assert self.engine is not None and self._scheduler is not None
@@ -307,6 +312,7 @@ class Worker:
             "engine_calls": stats.engine_calls,
             "finals": stats.finals,
             "partials": stats.partials,
+            "polish_jobs": stats.polish,
             "uptime_s": round(time.time() - self.started_at, 1),
         }
 

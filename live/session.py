@@ -20,7 +20,16 @@ from websockets.exceptions import ConnectionClosed
 from models import Engine
 from wire.protocol import CLOSE_GOING_AWAY, Message, Ready, encode
 
-from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFinal
+from .actions import (
+    Action,
+    CancelFinal,
+    CancelPolish,
+    Close,
+    RequestPartial,
+    Send,
+    SubmitFinal,
+    SubmitPolish,
+)
 from .scheduler import Scheduler
 from .stream import StreamCore, StreamLimits
 
@@ -92,6 +101,7 @@ class StreamSession:
                 self._execute(core.idle())
             else:
                 self._execute(core.receive(frame))
+                self.scheduler.set_speaking(id(self), core.utterance_open)
             if core.accepting:
                 await self._wait_for_room()
         await self._close_handshake()
@@ -150,6 +160,14 @@ class StreamSession:
                     withdrawn.cancel()
             elif isinstance(action, RequestPartial):
                 self._request_partial(action)
+            elif isinstance(action, SubmitPolish):
+                future = self.scheduler.submit_polish(action.audio, action.language, action.hints)
+                self._jobs[action.job] = future
+                future.add_done_callback(functools.partial(self._polish_done, action.job))
+            elif isinstance(action, CancelPolish):
+                withdrawn = self._jobs.pop(action.job, None)
+                if withdrawn is not None:
+                    withdrawn.cancel()
             elif isinstance(action, Close):
                 failure = self.core.failure
                 if failure is not None:
@@ -170,6 +188,15 @@ class StreamSession:
         if actions:  # the stream fails with it
             log.error("stream %s: engine failed on utterance %d: %s", self.name, utt, error)
         self._execute(actions)
+
+    def _polish_done(self, job: int, future: asyncio.Future) -> None:
+        if self._jobs.pop(job, None) is None:
+            return  # withdrawn
+        error = asyncio.CancelledError() if future.cancelled() else future.exception()
+        if error is None:
+            self._execute(self.core.polish_decoded(job, future.result()))
+        else:
+            self._execute(self.core.polish_failed(job, str(error) or type(error).__name__))
 
     def _request_partial(self, action: RequestPartial) -> None:
         ticket = action.ticket
@@ -232,6 +259,7 @@ class StreamSession:
     async def _teardown(self) -> None:
         me = id(self)
         self.scheduler.cancel_partials(lambda key: key[0] == me)
+        self.scheduler.set_speaking(me, False)
         jobs, self._jobs = self._jobs, {}
         for future in jobs.values():
             future.cancel()

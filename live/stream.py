@@ -7,7 +7,8 @@ frame sizes through :func:`wire.protocol.decode_client`), when to ask for a
 partial and when silence holds it back, the early decodes a ``pause`` starts,
 the context tail given to the engine, finals in the order their utterances
 ended, the resend rule, the drain on ``bye`` or shutdown, and the backlog that
-backpressure reads. It never awaits, sends, logs or reads a clock of its own:
+backpressure reads; polish jobs (feature ``polish``) by the rules of
+:mod:`live.polish_jobs`. It never awaits, sends, logs or reads a clock of its own:
 each input returns the :mod:`live.actions` to carry out, in order
 (:class:`live.session.StreamSession` does, over a WebSocket), so it can be
 driven and fuzzed without sockets.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.limits import TokenBucket
-from models import DecodeHints, Transcript
+from models import DecodeHints, Segment, Transcript
 from wire.protocol import (
     CLOSE_ENGINE_FAILURE,
     CLOSE_GOING_AWAY,
@@ -32,6 +33,7 @@ from wire.protocol import (
     CLOSE_RATE_LIMITED,
     CLOSE_UTTERANCE_TOO_LONG,
     FEATURE_PAUSE,
+    FEATURE_POLISH,
     FEATURE_VOCABULARY,
     MAX_TEXT_FRAME_BYTES,
     SAMPLE_RATE,
@@ -43,13 +45,16 @@ from wire.protocol import (
     Message,
     Partial,
     Pause,
+    Polish,
+    PolishEnd,
     ProtocolError,
     Ready,
     Start,
     decode_client,
 )
 
-from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFinal
+from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFinal, SubmitPolish
+from .polish_jobs import PolishJobs
 
 __all__ = ["PARTIAL_BACKLOG", "CONTEXT_CHARS", "QUIET_RATIO", "MAX_EARLY_DECODES", "EARLY_DECODE_GAP_S",
            "StreamLimits", "StreamCore"]
@@ -172,6 +177,7 @@ class StreamCore:
         self._drain_code: int | None = None
         self._awaited: set[int] = set()  # jobs the drain waits for
         self._jobs = itertools.count()
+        self._polish = PolishJobs(self._jobs)  # decode numbers shared with finals: one namespace
         self._tickets = itertools.count()
         self._actions: list[Action] = []
         self._audio_bucket = TokenBucket(limits.audio_rate, limits.audio_burst_s, clock)
@@ -207,6 +213,16 @@ class StreamCore:
         """Finals owed plus messages not yet taken to be written."""
         return len(self._owed) + self._queued
 
+    @property
+    def utterance_open(self) -> bool:
+        """Whether an utterance is open (a final may be asked for at any moment)."""
+        return self._open is not None
+
+    @property
+    def polish_owed(self) -> int:
+        """Polish jobs owed an answer (open, or decoding)."""
+        return self._polish.owed
+
     def partial_stale(self, ticket: int) -> bool:
         """Whether a partial of ``ticket`` is no longer worth decoding."""
         utt = self._open
@@ -235,6 +251,13 @@ class StreamCore:
 
     def partial_decoded(self, ticket: int, text: str) -> list[Action]:
         return self._step(self._on_partial, ticket, text)
+
+    def polish_decoded(self, job: int, segments: list[Segment]) -> list[Action]:
+        return self._step(self._on_polished, job, segments)
+
+    def polish_failed(self, job: int, reason: str) -> list[Action]:
+        """The engine failed on polish decode ``job``: an error for that job alone."""
+        return self._step(self._on_polish_failed, job, reason)
 
     def drain(self, code: int = CLOSE_GOING_AWAY) -> list[Action]:
         """Close with ``code`` once the finals owed now are sent (shutdown)."""
@@ -265,7 +288,8 @@ class StreamCore:
     def _receive(self, frame: str | bytes) -> None:
         if self._bye:
             return  # not read after bye
-        if not self._message_bucket.take():
+        polish_audio = isinstance(frame, (bytes, bytearray, memoryview)) and self._polish.open is not None
+        if not polish_audio and not self._message_bucket.take():  # polish audio: the jobs owed bound it
             raise ProtocolError(f"more than {self.limits.messages_per_s:g} messages per second",
                                 code="rate_limited", close_code=CLOSE_RATE_LIMITED)
         msg = decode_client(frame)
@@ -284,9 +308,11 @@ class StreamCore:
         elif isinstance(msg, Bye):
             self._bye = True
             self._start_drain(CLOSE_NORMAL)
+        elif isinstance(msg, (Polish, PolishEnd)):
+            self._on_polish(msg)
 
     def _on_idle(self) -> None:
-        if not self._bye:  # after bye nothing more is read, so nothing is awaited either
+        if not self._bye and not self._polish.owed:  # after bye nothing is awaited; a polish client waits
             self._fail("idle", f"nothing received for {self.limits.idle_timeout_s:g} s", CLOSE_IDLE)
 
     def _on_hello(self, msg: Hello) -> None:
@@ -298,11 +324,16 @@ class StreamCore:
     def _on_start(self, msg: Start) -> None:
         if self._open is not None:
             raise ProtocolError(f"start of {msg.utt} while {self._open.utt} is open", code="utterance_open")
+        if self._polish.open is not None:
+            raise ProtocolError(f"start of {msg.utt} while a polish job is open", code="polish_open")
         if self._drain_code is not None:
             raise ProtocolError("worker is shutting down", code="shutting_down", close_code=CLOSE_GOING_AWAY)
         self._open = _Open(msg.utt, msg.t, next(self._tickets))
 
     def _on_audio(self, data: bytes) -> None:
+        if self._polish.open is not None:
+            self._polish.audio(np.frombuffer(data, dtype="<i2"))
+            return
         utt = self._open
         if self.hello is None or utt is None:
             raise ProtocolError("audio outside an utterance", code="audio_outside_utterance")
@@ -363,6 +394,18 @@ class StreamCore:
         self._drop_speculative(utt)
         utt.speculative = (utt.samples, self._submit(utt))
 
+    def _on_polish(self, msg: Polish | PolishEnd) -> None:
+        if FEATURE_POLISH not in self.offer.features:
+            raise ProtocolError(f"{msg.type} was not offered in ready", code="unexpected_type")
+        if isinstance(msg, Polish):
+            self._polish.begin(msg, utterance_open=self._open is not None, draining=self._drain_code is not None)
+            return
+        outcome = self._polish.end(msg)
+        if isinstance(outcome, SubmitPolish):
+            self._actions.append(outcome)
+        else:
+            self._send(outcome)
+
     # -- engine outcomes -------------------------------------------------------
 
     def _on_decoded(self, job: int, result: Transcript) -> None:
@@ -382,6 +425,18 @@ class StreamCore:
         owed = self._owed_utt(job)
         if owed is not None:
             self._engine_failed(owed)
+
+    def _on_polished(self, job: int, segments: list[Segment]) -> None:
+        answer = self._polish.answer(job, segments)
+        if answer is not None:
+            self._awaited.discard(job)
+            self._send(answer)
+
+    def _on_polish_failed(self, job: int, reason: str) -> None:
+        answer = self._polish.failed(job, reason)
+        if answer is not None:
+            self._awaited.discard(job)
+            self._send(answer)
 
     def _on_partial(self, ticket: int, text: str) -> None:
         if self._open is not None and self._open.ticket == ticket:
@@ -414,7 +469,7 @@ class StreamCore:
     def _start_drain(self, code: int) -> None:
         if self._drain_code is None:
             self._drain_code = code
-            self._awaited = {owed.job for owed in self._owed.values()}
+            self._awaited = {owed.job for owed in self._owed.values()} | set(self._polish.decoding)
 
     def _give_up(self) -> None:
         if self._drain_code is None:
@@ -423,6 +478,8 @@ class StreamCore:
             if owed.job in self._awaited:
                 del self._owed[utt]
                 self._withdraw(owed.job)
+        self._actions += self._polish.withdraw(self._awaited)
+        self._awaited.clear()
 
     def _fail(self, code: str, message: str, close_code: int) -> None:
         self.failure = Error(code=code, message=message)

@@ -212,7 +212,8 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
     print(f"session folder: {result.session_dir}  ({result.finals} new captions{latency}{owed})",
           file=sys.stderr)
     if settings.polish and settings.record:
-        _polish(result.session_dir, _worker_settings(args, toml))
+        server = (settings.server, settings.key_file, settings.ca_file) if settings.server else None
+        _polish(result.session_dir, _worker_settings(args, toml), server=server)
     return EXIT_OK
 
 
@@ -224,24 +225,38 @@ def _add_polish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("session", metavar="SESSION", help="session folder, or the name of one under --out")
     p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
     p.add_argument("--window-s", type=float, default=28.0,
-                   help="longest stretch of the recording decoded at once (default 28)")
+                   help="longest stretch of the recording decoded at once (default 28; at most 29.4 with --server)")
+    p.add_argument("--server", help="worker URL (ws:// or wss://) that polishes, at its lowest priority "
+                                    "(feature polish); default: an engine on this machine")
+    p.add_argument("--key-file", type=Path, help="file with the worker's API key (or set NOTSOUND_KEY)")
+    p.add_argument("--ca", dest="ca_file", type=Path, help="CA bundle for a wss:// worker")
     _add_engine_flags(p, device_flag="--engine-device")
     p.set_defaults(func=_cmd_polish)
 
 
 def _cmd_polish(args: argparse.Namespace, toml: dict) -> int:
     from library.folder import read_meta, resolve_session
+    from wire.protocol import MAX_POLISH_S
+
+    from .polish import MARGIN_S
 
     folder = resolve_session(args.session, args.out)
     engine = args.engine or read_meta(folder).get("engine") or None
-    if not 5.0 <= args.window_s <= 30.0:
-        raise CommandError("--window-s must be between 5 and 30 seconds", EXIT_USAGE)
-    _polish(folder, _worker_settings(args, toml, engine=engine), args.window_s)
+    longest = MAX_POLISH_S - 2 * MARGIN_S if args.server else 30.0  # a window and its margins fit the worker's
+    if not 5.0 <= args.window_s <= longest:
+        raise CommandError(f"--window-s must be between 5 and {longest:g} seconds", EXIT_USAGE)
+    if args.server and (args.engine or args.model or args.engine_device):
+        raise CommandError("--engine, --model and --engine-device choose an engine on this machine: "
+                           "with --server the worker's engine polishes", EXIT_USAGE)
+    server = (args.server, args.key_file, args.ca_file) if args.server else None
+    _polish(folder, _worker_settings(args, toml, engine=engine), args.window_s, server=server)
     return EXIT_OK
 
 
-def _polish(folder: Path, worker, window_s: float = 28.0) -> None:
-    """Polish ``folder`` with the engine of ``worker`` (settings), a progress bar on stderr."""
+def _polish(folder: Path, worker, window_s: float = 28.0,
+            server: tuple[str, Path | None, Path | None] | None = None) -> None:
+    """Polish ``folder`` with the engine of ``worker`` (settings), or on ``server`` (URL, key file,
+    CA file) when given; a progress bar on stderr."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -254,14 +269,23 @@ def _polish(folder: Path, worker, window_s: float = 28.0) -> None:
         print(f"notsound: {text}", file=sys.stderr)
 
     deck = asyncio.run(open_live_deck(folder, None, notify))
-    engine = create_engine(worker.engine, worker.engine_options())
+    if server is not None:
+        from .liverun import read_key
+        from .polish_remote import RemoteDecoder
+
+        url, key_file, ca_file = server
+        decoder = RemoteDecoder(url, key=read_key(key_file), ca_file=ca_file, session=folder.name)
+    else:
+        decoder = create_engine(worker.engine, worker.engine_options())
     columns = (TextColumn("polishing"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("polish", total=None)
-        result = polish_session(folder, engine, deck=deck, window_s=window_s, notify=notify,
-                                progress=lambda done, total: bar.update(task, completed=done, total=total))
-    engine.close()
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("polish", total=None)
+            result = polish_session(folder, decoder, deck=deck, window_s=window_s, notify=notify,
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+    finally:
+        decoder.close()
     if result.already:
         print(f"notsound: {folder} is polished already: {result.path}", file=sys.stderr)
         return

@@ -14,6 +14,10 @@ journal that no recording covers (a run with ``--no-record``, a part cut
 short by a crash) are carried into it as they are, so the layer is whole.
 A killed polish continues after its last finished window; a second polish
 of an unchanged session with the same engine does nothing.
+
+The windows are decoded by a :class:`WindowDecoder`: an engine on this machine
+(:class:`LocalDecoder`), or a shared worker (``notsound.polish_remote``), with
+the same work file, lock and progress either way.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -50,7 +55,8 @@ from wire.protocol import Caption
 
 from .deck import LiveDeck
 
-__all__ = ["PolishError", "PolishResult", "Window", "plan_windows", "polish_session"]
+__all__ = ["PolishError", "PolishResult", "Window", "WindowDecoder", "LocalDecoder", "plan_windows",
+           "polish_session"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,30 @@ class PolishError(NotSoundError):
     """The session cannot be polished; the message says why."""
 
     exit_code = EXIT_USAGE
+
+
+class WindowDecoder(Protocol):
+    """What decodes a polish's windows."""
+
+    def identity(self) -> dict[str, Any]:
+        """Engine, model and beam: part of the fingerprint that tells a finished polish."""
+
+    def decode(self, audio: np.ndarray, offset: float, language: str, hints: DecodeHints) -> list[Segment]:
+        """The segments of one window that starts ``offset`` seconds into the session;
+        times in seconds into the window."""
+
+
+class LocalDecoder:
+    """An engine on this machine (:meth:`~models.Engine.transcribe_long`)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def identity(self) -> dict[str, Any]:
+        return {"engine": self.engine.name, "model": self.engine.model_ref, "beam": self.engine.options.beam_size}
+
+    def decode(self, audio: np.ndarray, offset: float, language: str, hints: DecodeHints) -> list[Segment]:
+        return self.engine.transcribe_long(audio, language, hints)
 
 
 @dataclass(frozen=True)
@@ -121,11 +151,10 @@ def plan_windows(finals: list[Final], parts: list[RecordingPart], lengths: list[
     return windows, [f for f in finals if id(f) not in covered]
 
 
-def _fingerprint(parts: list[RecordingPart], engine: Engine, window_s: float, journal: Path) -> dict:
+def _fingerprint(parts: list[RecordingPart], decoder: WindowDecoder, window_s: float, journal: Path) -> dict:
     return {"parts": [[p.path.name, p.path.stat().st_size] for p in parts],
             "journal": journal.stat().st_size if journal.exists() else 0,
-            "engine": engine.name, "model": engine.model_ref, "beam": engine.options.beam_size,
-            "window_s": window_s}
+            **decoder.identity(), "window_s": window_s}
 
 
 def _finals_of(segments: list[Segment], base: float, window: Window, first_utt: int,
@@ -162,10 +191,10 @@ def _check_length(finals: list[Final], parts: list[RecordingPart], lengths: list
                "the captions it does not hold keep their live text")
 
 
-def polish_session(folder: Path, engine: Engine, *, deck: LiveDeck | None = None, window_s: float = 28.0,
+def polish_session(folder: Path, engine: Engine | WindowDecoder, *, deck: LiveDeck | None = None, window_s: float = 28.0,
                    notify: Callable[[str], None] = lambda text: None,
                    progress: Callable[[float, float], None] = lambda done, total: None) -> PolishResult:
-    """Write the polished layer of ``folder`` with ``engine``; see the module docstring.
+    """Write the polished layer of ``folder`` with ``engine`` (or a decoder); see the module docstring.
 
     ``progress(done_s, total_s)`` follows the audio decoded. Raises :class:`PolishError`
     for a session without a recording, :class:`~library.folder.PolishBusyError` while
@@ -175,8 +204,9 @@ def polish_session(folder: Path, engine: Engine, *, deck: LiveDeck | None = None
     if not parts:
         raise PolishError(f"{folder} has no recording (captioned with --no-record, or before recordings "
                           "were kept): there is nothing to polish")
+    decoder = LocalDecoder(engine) if isinstance(engine, Engine) else engine
     with polish_lock(folder):
-        fingerprint = _fingerprint(parts, engine, window_s, folder / TRANSCRIPT)
+        fingerprint = _fingerprint(parts, decoder, window_s, folder / TRANSCRIPT)
         if read_meta(folder).get("polished") == fingerprint and (folder / POLISHED).is_file():
             return PolishResult(folder / POLISHED, already=True)
         audio = _load_parts(parts, notify)
@@ -194,7 +224,8 @@ def polish_session(folder: Path, engine: Engine, *, deck: LiveDeck | None = None
         context = _text_tail(work.lines)
         for window in windows[work.done:]:
             clip = audio[window.part][round(window.start * SAMPLE_RATE):round(window.end * SAMPLE_RATE)]
-            segments = engine.transcribe_long(clip, language, DecodeHints(context, vocabulary))
+            segments = decoder.decode(clip, parts[window.part].offset + window.start, language,
+                                      DecodeHints(context, vocabulary))
             lines = _finals_of(segments, parts[window.part].offset, window, len(work.lines), deck)
             work.add_window(lines)
             context = _text_tail(work.lines)

@@ -5,8 +5,9 @@ JSON objects keyed by ``type``; binary frames are little-endian int16 mono PCM
 at 16 kHz for the utterance that is currently open.
 
 Client -> worker: :class:`Hello`, :class:`Start`, audio (``bytes``), :class:`Pause`,
-:class:`End`, :class:`Bye`. Worker -> client: :class:`Ready`, :class:`Partial`,
-:class:`Caption` (``type: final``), :class:`Error`.
+:class:`End`, :class:`Bye`, :class:`Polish`, :class:`PolishEnd`. Worker -> client:
+:class:`Ready`, :class:`Partial`, :class:`Caption` (``type: final``), :class:`Polished`,
+:class:`Error`.
 
 Optional features are offered by the worker in ``ready.features`` and used by
 a client only when offered; a client that uses none gets the plain v1
@@ -33,6 +34,28 @@ without the feature rejects the unknown message type). Features:
   hotwords, not SenseVoice) passes them to the engine; a worker without it
   ignores the field, so a client may always send it and learns from
   ``ready`` whether it is used.
+- ``"polish"`` (after-class jobs, ``notsound polish --server``):
+  ``{"type":"polish","job":J,"offset":S,"language":"en","context":"...","vocabulary":[...]}``
+  opens polish job ``J`` (a window of a recording that begins ``S`` seconds
+  into the session; ``context`` at most ``MAX_CONTEXT`` characters of the
+  text before it, ``vocabulary`` as in ``hello``); the binary frames that
+  follow are the window's PCM, at most ``MAX_POLISH_S`` seconds in at most
+  ``MAX_POLISH_FRAMES`` frames; ``{"type":"polish_end","job":J}`` closes it.
+  The worker owes exactly one answer for each job it accepted:
+  ``{"type":"polished","job":J,"offset":S,"segments":[{"start":s,"end":e,"text":"...",
+  "lang":"en","words":[["word",s,e],...]},...]}`` with times in seconds into
+  the window (``offset`` echoed), or ``{"type":"error","job":J,"code":...,
+  "message":...}`` for that job alone (the connection goes on). Polish is
+  the worker's lowest priority: its decodes run only when no final waits,
+  no partial is due and no stream has an utterance open. A connection has
+  at most ``MAX_POLISH_JOBS`` jobs owed (open or decoding): one more is
+  error ``too_many_jobs`` and close 4009; a window over the limits is
+  ``window_too_long`` and close 4003. Polish audio is not charged to the
+  real-time audio allowance (a polish sends as fast as the worker answers)
+  and its audio frames not to the message rate: the jobs owed bound it. A
+  polish job is opened only while no utterance is, and the reverse
+  (``utterance_open``, ``polish_open``); the idle timeout waits while a job
+  is owed, and ``bye`` waits for the jobs owed like for finals.
 
 Close codes (WebSocket close frames sent by the worker):
 
@@ -99,7 +122,16 @@ __all__ = [
     "MAX_VOCABULARY",
     "MAX_TERM",
     "clean_vocabulary",
+    "FEATURE_POLISH",
     "FEATURES",
+    "MAX_POLISH_S",
+    "MAX_POLISH_FRAMES",
+    "MAX_POLISH_JOBS",
+    "MAX_CONTEXT",
+    "Polish",
+    "PolishEnd",
+    "Polished",
+    "PolishSegment",
     "Partial",
     "Caption",
     "Error",
@@ -129,8 +161,20 @@ MAX_SAMPLES = 3600 * SAMPLE_RATE
 FEATURE_PAUSE = "pause"
 #: ``ready.features``: the worker uses ``hello.vocabulary``
 FEATURE_VOCABULARY = "vocabulary"
+#: ``ready.features``: the worker takes polish jobs (``polish``, ``polish_end``)
+FEATURE_POLISH = "polish"
 #: every optional feature this module knows
-FEATURES = (FEATURE_PAUSE, FEATURE_VOCABULARY)
+FEATURES = (FEATURE_PAUSE, FEATURE_VOCABULARY, FEATURE_POLISH)
+#: longest polish window, and the most audio frames it may come in
+MAX_POLISH_S = 30.0
+MAX_POLISH_FRAMES = 32
+#: polish jobs one connection may owe at once (open, or accepted and not yet answered)
+MAX_POLISH_JOBS = 2
+#: longest ``polish.context``
+MAX_CONTEXT = 1000
+#: segments of one ``polished`` answer, and words of one segment, at most
+MAX_SEGMENTS = 256
+MAX_WORDS = 1024
 MAX_VOCABULARY = 100
 MAX_TERM = 64
 #: Utterance numbers and times beyond these are nonsense, not lectures.
@@ -295,17 +339,65 @@ class Caption:
 
 @dataclass(frozen=True)
 class Error:
-    """Worker complaint about a message; fatal ones are followed by a close."""
+    """Worker complaint about a message; fatal ones are followed by a close.
+
+    ``job`` is set (feature ``polish``) for the error of one polish job alone, which
+    no close follows; it is left out of the frame otherwise.
+    """
 
     code: str
     message: str
+    job: int | None = None
     type: str = field(default="error", init=False, repr=False)
 
 
-Message = Hello | Ready | Start | End | Pause | Bye | Partial | Caption | Error
+@dataclass(frozen=True)
+class Polish:
+    """Opens polish job ``job`` (feature ``polish``): the window's audio follows, then
+    :class:`PolishEnd`. ``offset``: the window's start in session seconds (echoed)."""
 
-_CLIENT_TYPES = frozenset({"hello", "start", "end", "pause", "bye"})
-_WORKER_TYPES = frozenset({"ready", "partial", "final", "error"})
+    job: int
+    offset: float
+    language: str = "auto"
+    #: the text before the window (the engine's prompt), at most ``MAX_CONTEXT`` characters
+    context: str = ""
+    vocabulary: tuple[str, ...] = ()
+    type: str = field(default="polish", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PolishEnd:
+    """The audio of polish job ``job`` is complete: the worker owes one answer for it."""
+
+    job: int
+    type: str = field(default="polish_end", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PolishSegment:
+    """One decoded stretch of a polish window; times in seconds into the window."""
+
+    start: float
+    end: float
+    text: str
+    lang: str = ""
+    words: tuple[tuple[str, float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Polished:
+    """The answer to polish job ``job``: its segments, in order."""
+
+    job: int
+    offset: float
+    segments: tuple[PolishSegment, ...] = ()
+    type: str = field(default="polished", init=False, repr=False)
+
+
+Message = Hello | Ready | Start | End | Pause | Bye | Polish | PolishEnd | Partial | Caption | Polished | Error
+
+_CLIENT_TYPES = frozenset({"hello", "start", "end", "pause", "bye", "polish", "polish_end"})
+_WORKER_TYPES = frozenset({"ready", "partial", "final", "polished", "error"})
 
 
 def encode(message: Message | bytes) -> str | bytes:
@@ -325,6 +417,13 @@ def encode(message: Message | bytes) -> str | bytes:
             payload["vocabulary"] = list(message.vocabulary)
         else:
             del payload["vocabulary"]
+    if isinstance(message, Error) and message.job is None:
+        del payload["job"]
+    if isinstance(message, Polish):
+        payload["vocabulary"] = list(message.vocabulary)
+    if isinstance(message, Polished):
+        payload["segments"] = [{"start": seg.start, "end": seg.end, "text": seg.text, "lang": seg.lang,
+                                "words": [list(w) for w in seg.words]} for seg in message.segments]
     return _dumps(payload)
 
 
@@ -544,6 +643,45 @@ def _parse_final(obj: dict) -> Caption:
     )
 
 
+def _parse_polish(obj: dict) -> Polish:
+    return Polish(job=_int(obj, "job"), offset=_float(obj, "offset"),
+                  language=_str(obj, "language", MAX_LANGUAGE, default="auto") or "auto",
+                  context=_str(obj, "context", MAX_CONTEXT, default=""), vocabulary=_vocabulary(obj))
+
+
+def _list(obj: dict, key: str, max_items: int) -> list:
+    items = obj.get(key, [])
+    if not isinstance(items, list) or len(items) > max_items:
+        raise ProtocolError(f"field {key!r} must be a list of at most {max_items} items", code="bad_field")
+    return items
+
+
+def _parse_word(item: object) -> tuple[str, float, float]:
+    if not (isinstance(item, list) and len(item) == 3):
+        raise ProtocolError("a word must be [text, start, end]", code="bad_field")
+    word = _str({"w": item[0]}, "w", 256)
+    start, end = (_float({"t": t}, "t") for t in item[1:])
+    return word, start, end
+
+
+def _parse_segment(item: object) -> PolishSegment:
+    if not isinstance(item, dict):
+        raise ProtocolError("a segment must be a JSON object", code="bad_field")
+    return PolishSegment(start=_float(item, "start"), end=_float(item, "end"), text=_str(item, "text"),
+                         lang=_str(item, "lang", MAX_LANGUAGE, default=""),
+                         words=tuple(_parse_word(w) for w in _list(item, "words", MAX_WORDS)))
+
+
+def _parse_polished(obj: dict) -> Polished:
+    return Polished(job=_int(obj, "job"), offset=_float(obj, "offset"),
+                    segments=tuple(_parse_segment(s) for s in _list(obj, "segments", MAX_SEGMENTS)))
+
+
+def _parse_error(obj: dict) -> Error:
+    return Error(code=_str(obj, "code", MAX_CODE), message=_str(obj, "message", 4096),
+                 job=_int(obj, "job", default=None))
+
+
 _PARSERS = {
     "hello": _parse_hello,
     "ready": _parse_ready,
@@ -553,7 +691,10 @@ _PARSERS = {
     "bye": lambda o: Bye(),
     "partial": lambda o: Partial(utt=_int(o, "utt"), text=_str(o, "text")),
     "final": _parse_final,
-    "error": lambda o: Error(code=_str(o, "code", MAX_CODE), message=_str(o, "message", 4096)),
+    "polish": _parse_polish,
+    "polish_end": lambda o: PolishEnd(job=_int(o, "job")),
+    "polished": _parse_polished,
+    "error": _parse_error,
 }
 
 

@@ -75,7 +75,7 @@ async def test_a_pause_that_names_other_audio_than_arrived_is_refused(make_worke
 
 
 async def test_a_worker_without_early_finals_does_not_offer_them_and_refuses_pause(make_worker):
-    worker = await make_worker(early_finals=False)
+    worker = await make_worker(early_finals=False, polish=False)
     client = await RawClient.open(worker.url)
     ready = client.received[0]
     assert isinstance(ready, Ready) and ready.features == ("vocabulary",)

@@ -25,6 +25,10 @@ from wire.protocol import (
     Hello,
     Partial,
     Pause,
+    Polish,
+    Polished,
+    PolishEnd,
+    PolishSegment,
     ProtocolError,
     Ready,
     Start,
@@ -43,6 +47,9 @@ CLIENT_MESSAGES = [
     Start(utt=7, t=12.345678),
     End(utt=7),
     Bye(),
+    Polish(job=0, offset=61.5, language="en", context="the text before", vocabulary=("Fourier",)),
+    Polish(job=3, offset=0.0),
+    PolishEnd(job=3),
 ]
 WORKER_MESSAGES = [
     Ready(engine="fake", model="(no weights)", max_utterance_s=30.0),
@@ -52,6 +59,11 @@ WORKER_MESSAGES = [
             emotion="NEUTRAL", events=("BGM", "Laughter")),
     Caption(utt=0, start=0.0, end=0.0, text=""),
     Error(code="bad_message", message="what went wrong"),
+    Error(code="polish_failed", message="engine failed", job=4),
+    Polished(job=4, offset=61.5, segments=(
+        PolishSegment(0.25, 3.0, "Good morning.", "en", (("Good", 0.25, 0.8), ("morning.", 0.8, 3.0))),
+        PolishSegment(3.5, 4.0, "你好"))),
+    Polished(job=5, offset=0.0),
 ]
 
 
@@ -376,8 +388,10 @@ def test_decode_rejects_frames_that_are_neither_text_nor_bytes():
 
 _FIELD_NAMES = ["type", "utt", "t", "session", "protocol", "sample_rate", "language", "text",
                 "start", "end", "lang", "emotion", "events", "code", "message", "engine",
-                "model", "max_utterance_s", "features", "vocabulary", "samples"]
-_TYPES = ["hello", "ready", "start", "end", "pause", "bye", "partial", "final", "error"]
+                "model", "max_utterance_s", "features", "vocabulary", "samples", "job", "offset",
+                "context", "segments", "words"]
+_TYPES = ["hello", "ready", "start", "end", "pause", "bye", "partial", "final", "error", "polish",
+          "polish_end", "polished"]
 _scalars = (
     st.none() | st.booleans() | st.integers() | st.integers(min_value=10**300, max_value=10**400)
     | st.floats() | st.text(max_size=40) | st.sampled_from(_TYPES)
@@ -447,3 +461,8 @@ def test_clean_vocabulary_keeps_exactly_what_a_worker_accepts():
     assert cleaned[:2] == ("ReLU", "term0") and len(cleaned) == MAX_VOCABULARY
     hello = Hello(session="s", vocabulary=cleaned)
     assert decode_client(encode(hello)) == hello
+
+
+def test_an_error_without_a_job_is_the_frame_it_always_was():
+    assert encode(Error(code="c", message="m")) == '{"type":"error","code":"c","message":"m"}'
+    assert json.loads(encode(Error(code="c", message="m", job=2)))["job"] == 2

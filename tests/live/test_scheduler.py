@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from bench.fake_engine import FakeEngine, fake_text
 from live.calibrate import ANY_BATCH, BatchPolicy
 from live.scheduler import Scheduler, SchedulerOptions
-from models import EngineError, EngineOptions, Transcript, create_engine
+from models import NO_HINTS, EngineError, EngineOptions, Transcript, create_engine
 
 from .conftest import noise
 
@@ -376,3 +377,65 @@ async def test_partial_interval_stretches_under_a_continuous_partial_backlog_but
     assert seen[-1] > base * 1.2
     assert max(seen) <= base * cap + 1e-9
     assert scheduler.stats.engine_calls == 12
+
+
+# -- polish: the lowest priority --------------------------------------------------
+
+
+class GatedEngine(FakeEngine):
+    """The fake engine; its first polish call waits for ``gate`` (so jobs queue up behind it)."""
+
+    def __init__(self) -> None:
+        super().__init__(EngineOptions())
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def transcribe_long(self, audio, language="auto", hints=NO_HINTS):
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.gate.wait(5.0)
+        return super().transcribe_long(audio, language, hints)
+
+
+async def test_a_final_waits_behind_at_most_one_polish_call_and_partials_go_before_polish(make_scheduler):
+    engine = GatedEngine()
+    scheduler = make_scheduler(engine)
+    polish = [scheduler.submit_polish(noise(5.0, seed)) for seed in range(3)]
+    await until(engine.entered.is_set)
+    final = scheduler.submit_final(noise(1.0, 7))
+    sink = Sink()
+    request(scheduler, "k", noise(0.5, 8), sink)
+    engine.gate.set()
+    await asyncio.gather(final, *polish, sink.wait())
+    assert engine.kinds == ["polish", "final", "partial", "polish", "polish"]
+    [segment] = polish[1].result()
+    assert segment.text == fake_text(noise(5.0, 1)) and segment.end == 5.0 and len(segment.words) == 3
+    assert scheduler.stats.polish == 3 and scheduler.stats.engine_calls == 5
+
+
+async def test_no_polish_starts_while_a_stream_has_an_utterance_open(make_scheduler):
+    engine = fake()
+    scheduler = make_scheduler(engine)
+    scheduler.set_speaking("stream", True)
+    polish = scheduler.submit_polish(noise(5.0, 1))
+    await scheduler.submit_final(noise(1.0, 2))
+    # Had the polish started once the first final was done, this one would wait behind it.
+    await scheduler.submit_final(noise(1.0, 3))
+    assert engine.kinds == ["final", "final"] and not polish.done()
+    scheduler.set_speaking("stream", False)
+    [segment] = await polish
+    assert segment.text == fake_text(noise(5.0, 1)) and engine.kinds == ["final", "final", "polish"]
+
+
+async def test_a_failed_or_withdrawn_polish_job_leaves_the_scheduler_working(make_scheduler):
+    engine = fake("fail=1")
+    scheduler = make_scheduler(engine)
+    with pytest.raises(EngineError):
+        await scheduler.submit_polish(noise(2.0, 1))
+    engine.fail = False
+    scheduler.set_speaking("stream", True)
+    withdrawn = scheduler.submit_polish(noise(2.0, 2))
+    withdrawn.cancel()
+    scheduler.set_speaking("stream", False)
+    assert await scheduler.submit_polish(noise(2.0, 3))
+    assert engine.kinds == ["polish", "polish"], "the withdrawn job never reached the engine"

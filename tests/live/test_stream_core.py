@@ -3,7 +3,8 @@
 The fuzz plays 10,000 random sequences a run against a reference model of the
 protocol: hello (first, late or twice), start (next, resent or any number),
 audio of random sizes and loudness (over the utterance limit and the audio
-rate too), pause and end (right and wrong numbers and sample counts), bye,
+rate too), pause and end (right and wrong numbers and sample counts), polish
+jobs (opened, fed, ended and answered or failed, right and wrong), bye,
 malformed frames, engine outcomes in random order (decoded or failed),
 partials, the transport taking what was sent, clock steps, idle timeouts and
 shutdown drains; then the engine answers everything and the client says bye.
@@ -15,7 +16,10 @@ audio each had (only the newest of a resent number), never for one not
 ended; that a ``bye`` or a drain closes only after the finals it owes; that
 no decode is longer than ``max_utterance_s`` and audio never outruns the
 rate; and that the backlog is the finals owed plus what the transport has
-not taken.
+not taken; that the final whose turn it is goes out as soon as it is decoded,
+whatever polish jobs do; and that every polish job accepted is answered exactly
+once (its segments, or an error naming it that no close follows), or the
+stream closed first.
 """
 
 from __future__ import annotations
@@ -25,7 +29,15 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from common.limits import TokenBucket
-from live.actions import CancelFinal, Close, RequestPartial, Send, SubmitFinal
+from live.actions import (
+    CancelFinal,
+    CancelPolish,
+    Close,
+    RequestPartial,
+    Send,
+    SubmitFinal,
+    SubmitPolish,
+)
 from live.stream import (
     CONTEXT_CHARS,
     EARLY_DECODE_GAP_S,
@@ -34,19 +46,24 @@ from live.stream import (
     StreamCore,
     StreamLimits,
 )
-from models import Transcript
+from models import Segment, Transcript
 from wire.protocol import (
     CLOSE_ENGINE_FAILURE,
     CLOSE_FRAME_TOO_LARGE,
     CLOSE_GOING_AWAY,
     CLOSE_IDLE,
     CLOSE_NORMAL,
+    CLOSE_OVERLOADED,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_RATE_LIMITED,
     CLOSE_REASONS,
     CLOSE_UTTERANCE_TOO_LONG,
     FEATURE_PAUSE,
+    FEATURE_POLISH,
     FEATURE_VOCABULARY,
+    MAX_POLISH_FRAMES,
+    MAX_POLISH_JOBS,
+    MAX_POLISH_S,
     MAX_TEXT_FRAME_BYTES,
     SAMPLE_RATE,
     Bye,
@@ -56,6 +73,10 @@ from wire.protocol import (
     Hello,
     Partial,
     Pause,
+    Polish,
+    Polished,
+    PolishEnd,
+    PolishSegment,
     Ready,
     Start,
     encode,
@@ -69,6 +90,7 @@ MAX_SAMPLES = int(LIMITS.max_utterance_s * SR)
 VOCABULARY = ("Fourier", "eigenvalue")
 #: close code of each error the core sends
 CLOSES = {"frame_too_large": CLOSE_FRAME_TOO_LARGE, "utterance_too_long": CLOSE_UTTERANCE_TOO_LONG,
+          "window_too_long": CLOSE_UTTERANCE_TOO_LONG, "too_many_jobs": CLOSE_OVERLOADED,
           "rate_limited": CLOSE_RATE_LIMITED, "idle": CLOSE_IDLE, "engine_failure": CLOSE_ENGINE_FAILURE,
           "shutting_down": CLOSE_GOING_AWAY}
 #: malformed frames and the error each gets
@@ -145,6 +167,12 @@ class Run:
         self.gave_up = False
         self.closed: Close | None = None
         self.actions: list = []
+        self.polish_open: list | None = None  # [job, samples, frames] of the open polish job
+        self.polish_jobs: dict[int, tuple[int, int]] = {}  # decode number -> (job, samples)
+        self.polish_owed: list[int] = []  # jobs accepted and not yet answered
+        self.polish_answered: list[int] = []
+        self.polish_drained: set[int] = set()  # polish decodes owed when bye or a drain began
+        self.next_job = 0
 
     @property
     def accepting(self) -> bool:
@@ -154,12 +182,14 @@ class Run:
 
     def frame(self, frame: str | bytes, expect) -> str | None:
         """Send ``frame``; ``expect()`` gives the error the model expects for it (None: none).
-        Returns that error, "ignored" when the frame is not read at all."""
+        Returns that error, "ignored" when the frame is not read at all. A binary frame while
+        a polish job is open is not charged to the message rate (the jobs owed bound it)."""
         if not self.accepting:
             self.actions = self.core.receive(frame)
             assert self.actions == [], "nothing is read after bye or the close"
             return "ignored"
-        error = "rate_limited" if not self.message_bucket.take() else expect()
+        charged = not (isinstance(frame, bytes) and self.polish_open is not None)
+        error = "rate_limited" if charged and not self.message_bucket.take() else expect()
         self.actions = self.core.receive(frame)
         sent = [a.message.code for a in self.actions if isinstance(a, Send) and isinstance(a.message, Error)]
         assert sent == ([error] if error else []), (frame[:80], self.actions)
@@ -176,20 +206,25 @@ class Run:
     # sample count): then it breaks the rule it is about.
 
     def start(self, x: int) -> None:
-        if self.open is not None and not wrong(x):
+        if (self.open is not None or self.polish_open is not None) and not wrong(x):
             return
         utt = (max(self.newest, default=-1) + 1, self.ended[-1][0] if self.ended else 0, x % 4)[x % 3]
 
         def expect():
             if self.hello is None:
                 return "no_hello"
-            return "utterance_open" if self.open else "shutting_down" if self.drain_code else None
+            if self.open:
+                return "utterance_open"
+            return "polish_open" if self.polish_open else "shutting_down" if self.drain_code else None
 
         if self.frame(encode(Start(utt=utt, t=float(len(self.ended)))), expect) is None:
             self.open = Utterance(utt, float(len(self.ended)))
         self.apply()
 
     def audio(self, x: int) -> None:
+        if self.polish_open is not None:
+            self.polish_audio(x)
+            return
         if self.open is None and not wrong(x):
             self.start(x)
         u = self.open
@@ -279,6 +314,87 @@ class Run:
             self.open = None
         self.apply()
 
+    def polish(self, x: int) -> None:
+        busy = self.open is not None or self.polish_open is not None or FEATURE_POLISH not in self.features
+        if busy and not wrong(x):
+            return
+        job = self.polish_owed[x % len(self.polish_owed)] if wrong(x) and self.polish_owed else self.next_job
+
+        def expect():
+            if self.hello is None:
+                return "no_hello"
+            if FEATURE_POLISH not in self.features:
+                return "unexpected_type"
+            if self.open:
+                return "utterance_open"
+            if self.polish_open:
+                return "polish_open"
+            if self.drain_code:
+                return "shutting_down"
+            if job in self.polish_owed:
+                return "duplicate_job"
+            return "too_many_jobs" if len(self.polish_owed) >= MAX_POLISH_JOBS else None
+
+        message = Polish(job=job, offset=float(x), context=f"before {x}", vocabulary=VOCABULARY[:x % 3])
+        if self.frame(encode(message), expect) is None:
+            self.polish_open = [job, 0, 0, message]
+            self.polish_owed.append(job)
+            self.next_job += 1
+        self.apply()
+
+    def polish_audio(self, x: int) -> None:
+        job, samples, frames, _ = self.polish_open
+        size = SR if x % 3 == 0 else x % 4000
+
+        def expect():
+            too_long = samples + size > MAX_POLISH_S * SR or frames >= MAX_POLISH_FRAMES
+            return "window_too_long" if too_long else None
+
+        if self.frame(audio(size), expect) is None:
+            self.polish_open[1:3] = [samples + size, frames + 1]
+        self.apply()
+
+    def polish_end(self, x: int) -> None:
+        if (self.polish_open is None or FEATURE_POLISH not in self.features) and not wrong(x):
+            return
+        job = self.polish_open[0] if self.polish_open and not wrong(x) else self.next_job + 1
+
+        def expect():
+            if self.hello is None:
+                return "no_hello"
+            if FEATURE_POLISH not in self.features:
+                return "unexpected_type"
+            return None if self.polish_open and job == self.polish_open[0] else "not_open"
+
+        if self.frame(encode(PolishEnd(job=job)), expect) is None:
+            _, samples, _, message = self.polish_open
+            self.polish_open = None
+            submits = [a for a in self.actions if isinstance(a, SubmitPolish)]
+            assert len(submits) == (samples > 0), "a job without audio is answered without the engine"
+            if submits:
+                assert len(submits[0].audio) == samples and submits[0].language == message.language
+                assert submits[0].hints.context == message.context
+                assert submits[0].hints.vocabulary == message.vocabulary
+                self.polish_jobs[submits[0].job] = (job, samples)
+        self.apply()
+
+    def polish_answer(self, x: int) -> None:
+        if not self.polish_jobs:
+            return
+        number = sorted(self.polish_jobs)[x % len(self.polish_jobs)]
+        job, samples = self.polish_jobs.pop(number)
+        if x % 10 != 9:
+            segments = [Segment(0.0, samples / SR, heard(samples), "en", (("heard", 0.0, samples / SR),))]
+            self.actions = self.core.polish_decoded(number, segments)
+            answers = [a.message for a in self.actions if isinstance(a, Send) and isinstance(a.message, Polished)]
+            assert all(a.job == job and a.segments[0].text == heard(samples) for a in answers)
+        else:
+            self.actions = self.core.polish_failed(number, "told to fail")
+            answers = [a.message for a in self.actions if isinstance(a, Send) and isinstance(a.message, Error)]
+            assert all(a.job == job and a.code == "polish_failed" for a in answers)
+        assert len(answers) == (self.closed is None), "a polish job is answered when its decode is done"
+        self.apply()
+
     def bye(self) -> None:
         if self.frame(encode(Bye()), lambda: None if self.hello else "no_hello") is None:
             self.bye_seen = True
@@ -338,7 +454,7 @@ class Run:
     def idle(self) -> None:
         self.actions = self.core.idle()
         codes = [a.message.code for a in self.actions if isinstance(a, Send)]
-        assert codes == (["idle"] if self.accepting else [])
+        assert codes == (["idle"] if self.accepting and not self.polish_owed else []), "a polish client waits"
         self.apply()
 
     def drain(self) -> None:
@@ -354,12 +470,16 @@ class Run:
             for i in self.owed & self.drained:
                 assert CancelFinal(self.ended[i][3]) in self.actions
             self.owed -= self.drained
+            for number in self.polish_drained & set(self.polish_jobs):
+                assert CancelPolish(number) in self.actions
+                self.polish_owed.remove(self.polish_jobs.pop(number)[0])
             assert isinstance(self.actions[-1], Close)
         self.apply()
 
     def drain_began(self, code: int) -> None:
         if self.drained is None:  # the first drain asked for is the one that closes
             self.drained, self.drain_code = set(self.owed), code
+            self.polish_drained = set(self.polish_jobs)
 
     # -- the checks ------------------------------------------------------------------
 
@@ -379,6 +499,10 @@ class Run:
                 self.partials[action.utt] = action
             elif isinstance(action, CancelFinal):
                 self.jobs.pop(action.job, None)  # withdrawn: the driver reports nothing for it
+            elif isinstance(action, SubmitPolish):
+                assert len(action.audio) <= MAX_POLISH_S * SR and action.job not in self.jobs
+            elif isinstance(action, CancelPolish):
+                assert action.job in self.polish_drained, "only a drain that gave up withdraws a polish"
             else:
                 self.close(action, self.actions[i - 1] if i else None)
         self.check()
@@ -397,13 +521,20 @@ class Run:
         elif isinstance(message, Partial):
             assert self.open is not None and message.utt == self.open.utt and message.text
             assert self.untaken < PARTIAL_BACKLOG
+        elif isinstance(message, Polished) or (isinstance(message, Error) and message.job is not None):
+            assert message.job in self.polish_owed, f"answer to polish job {message.job}, which is not owed"
+            assert message.job not in self.polish_answered, "a polish job is answered once"
+            if rest and isinstance(rest[0], Close):  # only the close of a drain it completed
+                assert rest[0].code == self.drain_code and self.drain_code is not None, "no close for a job"
+            self.polish_owed.remove(message.job)
+            self.polish_answered.append(message.job)
         elif isinstance(message, Error):
             assert rest and isinstance(rest[0], Close), "an error is followed by the close"
         self.untaken += 1
 
     def close(self, close: Close, before) -> None:
         assert close.code in CLOSE_REASONS, f"undocumented close code {close.code}"
-        if isinstance(before, Send) and isinstance(before.message, Error):
+        if isinstance(before, Send) and isinstance(before.message, Error) and before.message.job is None:
             code = before.message.code
             assert (close.code, close.reason) == (CLOSES.get(code, CLOSE_PROTOCOL_ERROR), code)
         else:
@@ -411,6 +542,7 @@ class Run:
             assert close.reason == ("bye" if close.code == CLOSE_NORMAL else "worker shutting down")
             assert self.gave_up or not (self.owed & self.drained), "the drain's finals go out first"
             assert close.code != CLOSE_NORMAL or self.gave_up or not self.owed, "bye: every final first"
+            assert self.gave_up or not (self.polish_drained & set(self.polish_jobs)), "and every polish owed"
         self.closed = close
         event(f"close {close.code} {close.reason}")
 
@@ -424,32 +556,43 @@ class Run:
         assert self.core.audio_s <= LIMITS.audio_burst_s + LIMITS.audio_rate * self.now + 1e-9
         assert list(self.core.owed) == [self.ended[i][0] for i in sorted(self.owed)]
         assert self.core.backlog == len(self.owed) + self.untaken
+        assert self.core.polish_owed == len(self.polish_owed) or self.closed is not None
+        if self.owed and self.closed is None:
+            job = self.ended[min(self.owed)][3]
+            assert job in self.jobs or job in self.failed, "the final whose turn it is goes out once decoded"
 
     def settle(self) -> None:
         """The engine answers everything, the client reads everything and says bye."""
-        while self.jobs and self.closed is None:
-            self.answer(min(self.jobs), ok=True)
+        while (self.jobs or self.polish_jobs) and self.closed is None:
+            self.answer(min(self.jobs), ok=True) if self.jobs else self.polish_answer(0)
         while self.untaken:
             self.take(1)
         self.bye()
-        while self.jobs:
-            self.answer(min(self.jobs), ok=True)
+        while self.jobs or self.polish_jobs:
+            self.answer(min(self.jobs), ok=True) if self.jobs else self.polish_answer(0)
         assert self.closed is not None, "a stream whose decodes are all answered closes after bye"
         event(f"finals sent: {min(len(self.captioned), 5)}{'+' if len(self.captioned) >= 5 else ''}")
         if self.closed.code == CLOSE_NORMAL and not self.gave_up:
             assert all(end in self.captioned for end in self.newest.values()), "one final per ended utterance"
+            open_job = [self.polish_open[0]] if self.polish_open else []
+            assert self.polish_owed == open_job, "every polish job ended is answered before bye closes"
+        if self.polish_answered:
+            event("polish jobs answered")
 
 
 #: how often each step comes, out of 256 (one byte picks it): failing ones are rare, so that
 #: most sequences live long enough to owe and send finals
-WEIGHTS = {"audio": 80, "end": 30, "start": 10, "pause": 25, "decode": 45, "take": 25, "tick": 18, "partial": 15,
+WEIGHTS = {"audio": 66, "end": 30, "start": 10, "pause": 25, "decode": 38, "take": 22, "tick": 18, "partial": 15,
+           "polish": 9, "polish_end": 9, "polish_answer": 6,
            "hello": 1, "bye": 1, "idle": 1, "drain": 2, "give_up": 2, "garbage": 1}
 KINDS = tuple(kind for kind, weight in WEIGHTS.items() for _ in range(weight))
 assert len(KINDS) == 256
-FEATURES = [(), (FEATURE_PAUSE,), (FEATURE_PAUSE, FEATURE_VOCABULARY), (FEATURE_VOCABULARY,)]
+FEATURES = [(), (FEATURE_PAUSE,), (FEATURE_PAUSE, FEATURE_VOCABULARY), (FEATURE_VOCABULARY,),
+            (FEATURE_POLISH,), (FEATURE_PAUSE, FEATURE_VOCABULARY, FEATURE_POLISH)]
 STEPS = {"hello": Run.hello_, "start": Run.start, "audio": Run.audio, "pause": Run.pause, "end": Run.end,
          "garbage": Run.garbage, "decode": Run.decode, "partial": Run.partial, "take": Run.take,
-         "tick": Run.tick, "bye": lambda run, x: run.bye(), "idle": lambda run, x: run.idle(),
+         "tick": Run.tick, "polish": Run.polish, "polish_end": Run.polish_end, "polish_answer": Run.polish_answer,
+         "bye": lambda run, x: run.bye(), "idle": lambda run, x: run.idle(),
          "drain": lambda run, x: run.drain(), "give_up": lambda run, x: run.give_up()}
 
 
@@ -652,3 +795,50 @@ def test_the_engine_gets_the_tail_of_the_finals_in_whole_words_and_the_vocabular
         context = second.hints.context
         assert 0 < len(context) <= CONTEXT_CHARS and words.endswith(" " + context)
         assert (first.hints.vocabulary, second.hints.vocabulary) == (vocabulary, vocabulary)
+
+
+POLISH = (FEATURE_POLISH,)
+
+
+def polish_job(core: StreamCore, job: int, samples: int) -> list:
+    frames = [audio(min(SR, samples - i)) for i in range(0, samples, SR)]
+    return feed(core, Polish(job=job, offset=60.0, context="before"), *frames, PolishEnd(job=job))
+
+
+def test_a_polish_window_goes_at_once_whatever_the_real_time_allowance_and_is_answered_under_its_job():
+    core = make_core(POLISH, limits=StreamLimits(audio_rate=1.0, audio_burst_s=1.0, max_utterance_s=1.0))
+    feed(core, HELLO)
+    [submit] = [a for a in polish_job(core, 7, 20 * SR) if isinstance(a, SubmitPolish)]
+    assert len(submit.audio) == 20 * SR and submit.hints.context == "before" and core.polish_owed == 1
+    assert core.idle() == [], "a client waiting for its answer is not idle"
+    segment = Segment(0.5, 2.0, "polished text", "en", (("polished", 0.5, 1.0), ("text", 1.0, 2.0)))
+    words = (("polished", 0.5, 1.0), ("text", 1.0, 2.0))
+    assert sent(core.polish_decoded(submit.job, [segment])) == [
+        Polished(job=7, offset=60.0, segments=(PolishSegment(0.5, 2.0, "polished text", "en", words),))]
+    assert core.polish_owed == 0 and core.polish_decoded(submit.job, [segment]) == [], "answered once"
+
+
+def test_polish_limits_too_many_jobs_closes_4009_and_a_window_too_long_4003():
+    core = make_core(POLISH)
+    feed(core, HELLO)
+    for job in range(MAX_POLISH_JOBS):
+        polish_job(core, job, SR)
+    actions = feed(core, Polish(job=9, offset=0.0))
+    assert [e.code for e in sent(actions, Error)] == ["too_many_jobs"] and actions[-1].code == CLOSE_OVERLOADED
+    core = make_core(POLISH)
+    actions = feed(core, HELLO, Polish(job=0, offset=0.0), *[audio(SR)] * int(MAX_POLISH_S), audio(2))
+    assert [e.code for e in sent(actions, Error)] == ["window_too_long"]
+    assert actions[-1] == Close(CLOSE_UTTERANCE_TOO_LONG, "window_too_long")
+
+
+def test_an_answer_too_long_for_a_frame_goes_without_its_words_and_a_failure_names_the_job():
+    core = make_core(POLISH)
+    feed(core, HELLO)
+    [first] = [a for a in polish_job(core, 0, SR) if isinstance(a, SubmitPolish)]
+    [second] = [a for a in polish_job(core, 1, SR) if isinstance(a, SubmitPolish)]
+    words = tuple((f"w{i}", i / 2000, (i + 1) / 2000) for i in range(2000))  # more than a client reads
+    [answer] = sent(core.polish_decoded(first.job, [Segment(0.0, 1.0, "long", "en", words)]))
+    assert answer.segments == (PolishSegment(0.0, 1.0, "long", "en"),)
+    assert sent(core.polish_failed(second.job, "out of memory")) == [
+        Error("polish_failed", "engine failed on polish job 1: out of memory", job=1)]
+    assert core.accepting, "the connection goes on"

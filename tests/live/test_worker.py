@@ -189,7 +189,7 @@ async def test_ready_answers_hello_with_engine_model_and_limit(make_worker):
     try:
         ready = client.received[0]
         assert ready == Ready(engine="fake", model="per_call=0.01", max_utterance_s=12.5,
-                              features=("pause", "vocabulary"))
+                              features=("pause", "vocabulary", "polish"))
     finally:
         await client.ws.close()
 

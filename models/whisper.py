@@ -24,26 +24,31 @@ Decoding is tuned for short VAD utterances and low latency:
 - ``vad_filter=False``: capture already cut the audio with Silero VAD.
 - ``condition_on_previous_text=False``: every clip is one utterance, decoded
   on its own (its context comes from the prompt).
-- Timestamps on (``without_timestamps=False``): without them whisper ends a
-  decode at the first sentence when the voice changes (18 s of four sentences
-  gave 8 words, with timestamps 53), because faster-whisper seeks on through
-  the window only from timestamp tokens. Finals also take word timestamps
-  (``word_timestamps=True``, about 5-10 % more CPU with tiny.en). When speech
-  is left without words (:mod:`models.coverage`: 1 s or more without a word,
-  holding 0.5 s of speech; a word stretched over seconds covers only its last
-  one), the clip is cut at its pauses into pieces of at most ``PIECE_S``, and
-  each piece is decoded again on its own, with the text before it as its
-  prompt; its words replace the first decode's there when they are more (at
-  most ``MAX_PIECES`` pieces a clip). Re-decoding exactly the uncovered
-  stretch was tried first: the alignment spreads the words whisper has over
-  the speech it lacks, so the stretch's ends fell mid-sentence and its text
-  came back garbled; re-decoding only the pieces that overlap it kept some of
-  the misplaced words (11 clips: WER 0.271/0.2 on the two that lost speech,
-  0.06 for the worst when every piece is decoded again). Espeak-ng
-  sentences joined with 0.2-0.35 s pauses in changing voices lost a sentence
-  or the opening seconds in 3 of 10 clips of 13-20 s even with timestamps.
-  Partials keep segment timestamps but no word timing and no re-decode: they
-  are replaced within a second.
+- ``without_timestamps=True``: text only, as whisper decodes a single
+  utterance best. Decoding with timestamp tokens was measured: faster-whisper
+  then seeks on through the window (18 s of four sentences in changing
+  voices gave 8 words without them, 53 with), but on the bench lecture's
+  one-sentence utterances it was worse (WER 0.158 instead of 0.086: "water"
+  became "Walgher" in the first utterance and the context carried it on).
+- Never lose speech: finals take word timestamps (``word_timestamps=True``,
+  about 5-10 % more CPU with tiny.en), and when speech is left without words
+  (:mod:`models.coverage`: 1 s or more without a word, holding 0.5 s of
+  speech; a word stretched over seconds covers only its last one), the clip
+  is cut at its pauses into pieces of at most ``PIECE_S``, and each piece is
+  decoded again on its own, with the text before it as its prompt; its words
+  replace the first decode's there when they are more (at most
+  ``MAX_PIECES`` pieces a clip). Espeak-ng sentences joined with 0.2-0.35 s
+  pauses in changing voices lost a sentence or the opening seconds in 3 of
+  11 clips of 13-21 s; with this the worst went from WER 0.8 to 0.06.
+  Re-decoding exactly the uncovered stretch was tried first: the alignment
+  spreads the words whisper has over the speech it lacks, so the stretch's
+  ends fell mid-sentence and its text came back garbled; re-decoding only the
+  pieces that overlap it kept misplaced words (0.2 instead of 0.06).
+  Partials take no word timing and no re-decode: they are replaced within a
+  second.
+- With word timestamps faster-whisper also decodes what follows the last word,
+  where a trailing pause became "Thank you." (no-speech probability 0.797):
+  segments over ``NO_SPEECH_PROB`` are dropped.
 
 Clips are decoded one after the other. faster-whisper's
 ``BatchedInferencePipeline`` was measured on a 2-core CPU with four 4 s
@@ -104,7 +109,7 @@ COMPUTE_TYPES = {"fp32": "float32", "int8": "int8", "fp16": "float16"}
 DECODE_OPTIONS: dict[str, Any] = {
     "vad_filter": False,
     "condition_on_previous_text": False,
-    "without_timestamps": False,
+    "without_timestamps": True,
 }
 #: a clip with speech that no word covers is decoded again in pieces this long at most,
 #: cut at its pauses, and in this many pieces at most
@@ -112,12 +117,11 @@ PIECE_S = 8.0
 MAX_PIECES = 8
 #: characters of prompt (context and the clip's text so far) for a re-decode
 PROMPT_CHARS = 200
-#: a segment more likely than this to be no speech is dropped. faster-whisper drops one
-#: over 0.6 only when its mean log-probability is also under -1, but with timestamps on,
-#: the timestamp tokens lift it: 2 s of silence gave "You" (0.94, -0.98), faint noise
-#: " ." (0.97, -0.78); espeak-ng speech, also cut mid-sentence as partials are, stayed
-#: at or under 0.4
-NO_SPEECH_PROB = 0.8
+#: a segment more likely than this to be no speech is dropped (faster-whisper drops one
+#: over 0.6 only when its mean log-probability is also under -1): the tail after the
+#: last word gave "Thank you." at 0.797, 2 s of silence with timestamps "You" at 0.94;
+#: espeak-ng speech, also cut mid-sentence as partials are, stayed at or under 0.4
+NO_SPEECH_PROB = 0.6
 #: text with its times in clip seconds: ``(start, end, text)``, a word or a segment
 Piece = tuple[float, float, str]
 

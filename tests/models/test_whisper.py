@@ -48,7 +48,7 @@ def test_tiny_en_transcribes_spoken_paragraph_within_wer_bound(tiny_en):
 
 #: sentences run together, 0.28-0.34 s apart, the voice changing at the last: with the
 #: worker's context as prompt, tiny.en gave only the first sentence and the end of the last
-#: (WER 0.58) until the speech without words was decoded again
+#: (21 words of 51) until the speech without words was decoded again
 RUN_TOGETHER = [
     ("Plants take up that water through their roots and release it again from their leaves, "
      "which scientists call transpiration.", "en-us", 0.33),

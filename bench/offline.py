@@ -8,12 +8,14 @@ final. Taking the fastest run makes the overhead below, if anything, look larger
 
 Pipeline overhead, per utterance at one stream::
 
-    overhead_s = final_latency_s - min_silence_s - engine_s
+    overhead_s = final_latency_s - hangover_s - engine_s
     overhead   = overhead_s / engine_s
 
 ``final_latency_s`` is the end-of-speech-to-client latency of part 1 and
-``min_silence_s`` (0.5 s) the VAD hangover: the silence the segmenter waits
-for before it declares an utterance over. What is left is everything that is
+``hangover_s`` the VAD hangover: the silence the segmenter waits for before it
+declares an utterance over (``VadOptions.silence_needed_s`` of the utterance's
+length, from 0.5 s for a short one down to 0.15 s, but at least the 0.2 s end
+padding). What is left is everything that is
 neither waiting for silence nor the model: block pacing (0.1 s source blocks,
 32 ms VAD windows), the WebSocket hops, the scheduler's queue (a partial
 already running when the final arrives delays it), thread hand-offs and JSON.
@@ -41,7 +43,7 @@ import time
 
 import numpy as np
 
-from bench.pipeline import MIN_SILENCE_S, summary
+from bench.pipeline import hangover_s, summary
 from capture.segmenter import Segmenter, UtteranceEnded
 from capture.utterance import Utterance
 from capture.vad import SAMPLE_RATE, VadOptions
@@ -97,7 +99,7 @@ def overhead(pipeline_utts: list[dict], engine_rows: list[dict], tolerance_s: fl
         best = min(engine_rows, key=lambda e: abs(e["start"] - u["start"]), default=None)
         if best is None or abs(best["start"] - u["start"]) > tolerance_s:
             continue
-        over = u["final_latency_s"] - MIN_SILENCE_S - best["engine_s"]
+        over = u["final_latency_s"] - hangover_s(u["duration_s"]) - best["engine_s"]
         matched.append((over, best["engine_s"]))
     if not matched:
         return {"matched": 0, "overhead_s": summary([]), "ratio": None, "ratio_median": None}

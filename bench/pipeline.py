@@ -8,8 +8,8 @@ clock starts when the source starts), so for one utterance:
 
 - final latency = ``t(final) - (end - pad_s)``: from the end of speech (the
   final's ``end`` minus the VAD's 0.2 s end padding) to the final at the
-  client. It contains the VAD hangover (``min_silence_s`` = 0.5 s of silence
-  before an utterance is declared over), the engine time, and the overhead.
+  client. It contains the VAD hangover (the pause that ends the utterance,
+  :func:`hangover_s`), the engine time, and the overhead.
 - first partial = ``t(first partial) - (start + pad_s)``: from the speech
   onset (the start minus its 0.2 s padding) to the first partial text.
 - partial interval: gaps between consecutive partials of one utterance.
@@ -41,11 +41,21 @@ from live.server import WorkerSettings
 from notsound.liverun import LiveSettings, run_live
 from notsound.view import CaptionView
 
-__all__ = ["PAD_S", "MIN_SILENCE_S", "run_streams", "analyse", "latency_part", "concurrency_part",
+__all__ = ["PAD_S", "MIN_SILENCE_S", "hangover_s", "run_streams", "analyse", "latency_part", "concurrency_part",
            "summary"]
 
 PAD_S = VadOptions().pad_s
 MIN_SILENCE_S = VadOptions().min_silence_s
+
+
+def hangover_s(duration_s: float) -> float:
+    """Seconds after its speech that an utterance ``duration_s`` long is declared over:
+    the pause that ends it, at least the end padding (a tree without the pause schedule:
+    ``min_silence_s``, so the bench also measures older workers and capture code)."""
+    options = VadOptions()
+    schedule = getattr(options, "silence_needed_s", None)
+    needed = schedule(duration_s - PAD_S) if schedule else MIN_SILENCE_S
+    return max(needed, PAD_S)
 
 
 def summary(values: list[float]) -> dict:

@@ -24,6 +24,12 @@ TARGETS = {
     "whisper_visible_latency_p95_s": 1.0,
     "whisper_worker_cores": 1.0,
     "sensevoice_int8_final_latency_p50_s": 0.6,
+    "whisper_visible_latency_p50_s": 0.6,
+    "fluent_final_latency_p50_s": 2.0,
+    "fluent_final_latency_p95_s": 3.5,
+    "fluent_visible_latency_p50_s": 0.7,
+    "fluent_visible_latency_p95_s": 1.2,
+    "fluent_wer_vs_whole_file": 1.1,
 }
 
 
@@ -71,6 +77,8 @@ def _accuracy_table(engines: dict) -> Table:
             "p95": _mark(fl["p95"] <= TARGETS["whisper_final_latency_p95_s"]) if whisper and fl["p95"] else "",
             "vis": _mark(vis["p95"] <= TARGETS["whisper_visible_latency_p95_s"])
             if whisper and vis.get("p95") is not None else "",
+            "vis50": _mark(vis["p50"] <= TARGETS["whisper_visible_latency_p50_s"])
+            if whisper and vis.get("p50") is not None else "",
             "cores": _mark(lat["worker"]["cores"] <= TARGETS["whisper_worker_cores"]) if whisper else "",
         }
         if key == "sensevoice-full-int8" and fl["p50"] is not None:
@@ -78,8 +86,35 @@ def _accuracy_table(engines: dict) -> Table:
         t.add_row(key, _f(lat.get("streamed_wer"), 3), _f((r.get("offline_wer") or {}).get("wer"), 3),
                   _f(ratio) + marks["ratio"],
                   f"{_f(fl['p50'])}{marks['p50']} / {_f(fl['p95'])}{marks['p95']}",
-                  f"{_f(vis.get('p50'))} / {_f(vis.get('p95'))}{marks['vis']}",
+                  f"{_f(vis.get('p50'))}{marks['vis50']} / {_f(vis.get('p95'))}{marks['vis']}",
                   _f(lat["worker"]["cores"]) + marks["cores"])
+    return t
+
+
+def _fluent_table(engines: dict) -> Table:
+    t = Table(title="8. Fluent lecture (sentences 0.2-0.35 s apart), per sentence; "
+                    "more streams: a new voice per sentence")
+    for col in ("engine", "streams", "final p50 / p95", "visible p50 / p95", "finals a sentence",
+                "lost", "streamed WER", "whole file", "worker cores"):
+        t.add_column(col, justify="left" if col == "engine" else "right")
+    for key, r in engines.items():
+        for name, lv in (r.get("fluent") or {}).items():
+            fl, vis = lv["final_latency_s"], lv["visible_latency_s"]
+            one = name == "1" and key.startswith("whisper")
+            marks = {k: _mark(v <= TARGETS[f"fluent_{k}"]) if one and v is not None else "" for k, v in (
+                ("final_latency_p50_s", fl["p50"]), ("final_latency_p95_s", fl["p95"]),
+                ("visible_latency_p50_s", vis["p50"]), ("visible_latency_p95_s", vis["p95"]))}
+            ratio = r.get("fluent_wer_ratio") if name == "1" else None
+            whole = (r.get("fluent_offline_wer") or {}).get("wer") if name == "1" else None
+            wer_cell = _f(lv.get("streamed_wer"), 3)
+            if ratio is not None:
+                wer_cell += f" ({_f(ratio)}x{_mark(ratio <= TARGETS['fluent_wer_vs_whole_file'])})"
+            t.add_row(key, name,
+                      f"{_f(fl['p50'])}{marks['final_latency_p50_s']} / {_f(fl['p95'])}{marks['final_latency_p95_s']}",
+                      f"{_f(vis['p50'])}{marks['visible_latency_p50_s']} / "
+                      f"{_f(vis['p95'])}{marks['visible_latency_p95_s']}",
+                      _f(lv["finals_per_sentence"]), str(lv["lost_sentences"]), wer_cell, _f(whole, 3),
+                      _f(lv["worker"]["cores"]))
     return t
 
 
@@ -183,7 +218,8 @@ def _memory_table(memory: dict) -> Table:
 def print_report(report: dict, console: Console | None = None) -> None:
     console = console or Console(width=None if sys.stdout.isatty() else 150)
     engines = report.get("engines", {})
-    for make in (_latency_table, _accuracy_table, _engine_table, _concurrency_table, _batching_table):
+    for make in (_latency_table, _accuracy_table, _fluent_table, _engine_table, _concurrency_table,
+                 _batching_table):
         table = make(engines)
         if table.row_count:
             console.print(table)

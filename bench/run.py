@@ -18,7 +18,11 @@ Parts (``--parts``, comma-separated; default all):
    engine answers, and over 3 x 20 min with a tiny random-weight SenseVoice;
 6. ``gpu``: the concurrency part on CUDA in fp16 when there is a GPU;
 7. ``nopartials`` (only when named): part 1 again with a worker that makes no
-   partials, to see what partials cost the finals.
+   partials, to see what partials cost the finals;
+8. ``fluent``: the lecture's sentences run together (0.2-0.35 s pauses) at real
+   time, scored per sentence (``bench/fluent.py``), at 1 stream and at 4
+   (2 with ``--quick``) with a new voice per sentence; for whisper also the
+   whole-file WER of the same audio.
 
 Prints the tables and writes ``bench/out/bench.json``.
 """
@@ -38,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import engines as eng  # noqa: E402
 from bench import speech  # noqa: E402
 from bench.fake_engine import offer_fake_engine  # noqa: E402
+from bench.fluent import fluent_lectures, fluent_part  # noqa: E402
 from bench.memory import MEMORY_WORKER_ARGS, memory_part  # noqa: E402
 from bench.offline import (  # noqa: E402
     cut_utterances,
@@ -53,7 +58,7 @@ from live.server import default_threads  # noqa: E402
 from models import EngineError  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
-PARTS = ("latency", "engine", "concurrency", "batching", "memory", "gpu")
+PARTS = ("latency", "engine", "concurrency", "batching", "memory", "gpu", "fluent")
 #: parts run only when named: part 1 again with partials off (what partials cost finals)
 EXTRA_PARTS = ("nopartials",)
 NO_PARTIALS = ["--partial-every-s", "100000"]
@@ -102,9 +107,12 @@ def _split(text: str, choices: tuple[str, ...], what: str) -> list[str]:
 class Lectures:
     """The lecture of parts 1, 2, 4, 5 and one lecture per stream for part 3, as WAV files."""
 
-    def __init__(self, workdir: Path, sentences: int, stream_speech_s: float):
+    def __init__(self, workdir: Path, sentences: int, stream_speech_s: float, fluent_streams: int):
         self.workdir = workdir
         self.stream_speech_s = stream_speech_s
+        self.sentences = sentences
+        self.fluent_streams = fluent_streams
+        self._fluent: list[speech.Spoken] = []
         self.pcm = speech.lecture(speech.LECTURE[:sentences])
         self.text = " ".join(speech.LECTURE[:sentences])
         self.main = speech.write_wav(workdir / "lecture.wav", self.pcm)
@@ -119,11 +127,19 @@ class Lectures:
                 self._streams[k] = speech.write_wav(self.workdir / f"stream-{k}.wav", speech.lecture(texts))
         return [self._streams[k] for k in range(n)]
 
+    @property
+    def fluent(self) -> list[speech.Spoken]:
+        """The fluent lecture, then one per stream of the fluent part's second level."""
+        if not self._fluent:
+            self._fluent = fluent_lectures(self.sentences, self.fluent_streams, self.stream_speech_s)
+        return self._fluent
+
     def describe(self) -> dict:
         durations = [round(u.duration, 2) for u in self.utterances]
         return {"lecture_s": round(len(self.pcm) / speech.SAMPLE_RATE, 1), "utterances": len(durations),
                 "utterance_s": durations, "stream_lecture_s": [
-                    round(len(speech.read_wav(p)) / speech.SAMPLE_RATE, 1) for p in self._streams.values()]}
+                    round(len(speech.read_wav(p)) / speech.SAMPLE_RATE, 1) for p in self._streams.values()],
+                "fluent_lecture_s": [round(len(s.pcm) / speech.SAMPLE_RATE, 1) for s in self._fluent]}
 
 
 class Deadline:
@@ -157,6 +173,10 @@ def offline_parts(spec: eng.EngineSpec, lectures: Lectures, args: argparse.Names
         if "latency" in args.parts and spec.engine == "whisper":
             out["offline_wer"] = whole_file_wer(engine, lectures.pcm, lectures.text)
             log(f"  whole file, beam 5: WER {out['offline_wer']['wer']}")
+        if "fluent" in args.parts and spec.engine == "whisper":
+            main = lectures.fluent[0]
+            out["fluent_offline_wer"] = whole_file_wer(engine, main.pcm, main.text)
+            log(f"  fluent whole file, beam 5: WER {out['fluent_offline_wer']['wer']}")
         if "batching" in args.parts and spec.engine in BATCHING_ENGINES:
             out["batching"] = throughput_part(engine, lectures.utterances, per_stream=2 if args.quick else 3)
             log(f"  batching: {out['batching']['ratio']}x")
@@ -178,6 +198,24 @@ def live_parts(spec: eng.EngineSpec, lectures: Lectures, args: argparse.Namespac
             log(f"  1 stream: p95 final latency {out['latency']['final_latency_s']['p95']} s")
         if "concurrency" in args.parts and spec.engine != "fake":  # fakes: latency baselines only
             out["concurrency"] = _concurrency(worker, spec, lectures, args, workdir, out.get("latency"))
+        if "fluent" in args.parts:
+            out["fluent"] = _fluent(worker, spec, lectures, workdir / spec.key / "fluent")
+    return out
+
+
+def _fluent(worker: WorkerProcess, spec: eng.EngineSpec, lectures: Lectures, workdir: Path) -> dict:
+    """The fluent lecture at 1 stream, then the per-stream ones at once (not for fakes)."""
+    with_text = spec.engine == "whisper"  # the others: random weights, latency only
+    levels = {"1": [lectures.fluent[0]]}
+    if spec.engine != "fake":
+        levels[str(lectures.fluent_streams)] = lectures.fluent[1:]
+    out = {}
+    for name, spokens in levels.items():
+        out[name] = fluent_part(worker, spokens, workdir / f"streams-{name}", with_text)
+        fl, vis = out[name]["final_latency_s"], out[name]["visible_latency_s"]
+        log(f"  fluent, {name} stream(s): final p50/p95 {fl['p50']}/{fl['p95']} s, visible p50/p95 "
+            f"{vis['p50']}/{vis['p95']} s, {out[name]['finals_per_sentence']} finals a sentence, "
+            f"WER {out[name].get('streamed_wer')}, worker {out[name]['worker']['cores']} cores")
     return out
 
 
@@ -207,14 +245,18 @@ def run_engine(spec: eng.EngineSpec, lectures: Lectures, args: argparse.Namespac
     started = time.monotonic()
     result: dict = {"spec": {"engine": spec.engine, "model": spec.model, "precision": spec.precision,
                              "device": spec.device, "threads": spec.threads}}
-    if {"engine", "batching"} & set(args.parts):
+    if {"engine", "batching"} & set(args.parts) or ("fluent" in args.parts and spec.engine == "whisper"):
         result.update(offline_parts(spec, lectures, args))
-    if {"latency", "concurrency"} & set(args.parts):
+    if {"latency", "concurrency", "fluent"} & set(args.parts):
         result.update(live_parts(spec, lectures, args, workdir))
     if result.get("latency", {}).get("streamed_wer") is not None and result.get("offline_wer"):
         offline_wer = result["offline_wer"]["wer"]
         result["wer_ratio"] = round(result["latency"]["streamed_wer"] / offline_wer, 3) if offline_wer else None
         log(f"  streamed WER {result['latency']['streamed_wer']} = {result['wer_ratio']}x the whole file's")
+    one_fluent = result.get("fluent", {}).get("1", {})
+    if one_fluent.get("streamed_wer") is not None and result.get("fluent_offline_wer"):
+        offline_wer = result["fluent_offline_wer"]["wer"]
+        result["fluent_wer_ratio"] = round(one_fluent["streamed_wer"] / offline_wer, 3) if offline_wer else None
     if result.get("latency") and result.get("engine"):
         result["overhead"] = overhead(result["latency"]["per_utterance"],
                                       result["engine"]["per_utterance"])
@@ -298,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.out.resolve().parent / "work"
     workdir.mkdir(parents=True, exist_ok=True)
     sentences = args.sentences or (4 if args.quick else len(speech.LECTURE))
-    lectures = Lectures(workdir, sentences, 12.0 if args.quick else 24.0)
+    lectures = Lectures(workdir, sentences, 12.0 if args.quick else 24.0, 2 if args.quick else 4)
     specs, report["models"] = eng.prepare_models(eng.select_specs(args.engines, args.threads),
                                                  tiny=args.memory_sensevoice_mark_s > 0 and "memory" in args.parts)
     with quiet_logs():

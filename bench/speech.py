@@ -3,8 +3,11 @@
 Rendered sentences are cached by content under ``bench/out/speech/`` so a
 second run does not call espeak-ng again. :func:`lecture` lays sentences out
 with pauses between them, like a lecturer who stops between sentences;
-:func:`utterance` packs whole sentences into a clip of an exact length (the
-engine-only RTF bench).
+:func:`fluent` runs them together like one who does not (0.2-0.35 s between
+the speech of one sentence and the next, espeak-ng's own silence trimmed,
+optionally a new voice per sentence), and says where each sentence's speech
+is; :func:`utterance` packs whole sentences into a clip of an exact length
+(the engine-only RTF bench).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import shutil
 import subprocess
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +25,8 @@ import numpy as np
 from common.audio import SAMPLE_RATE
 
 __all__ = [
-    "SAMPLE_RATE", "SENTENCES", "LECTURE", "missing_tools", "synth", "utterance",
-    "lecture", "pick_sentences", "write_wav", "read_wav",
+    "SAMPLE_RATE", "SENTENCES", "LECTURE", "VOICES", "Spoken", "missing_tools", "synth", "utterance",
+    "lecture", "fluent", "pick_sentences", "write_wav", "read_wav",
 ]
 
 CACHE = Path(__file__).resolve().parent / "out" / "speech"
@@ -55,6 +59,26 @@ LECTURE = [
 #: pauses between sentences, cycled (all longer than the VAD's 0.5 s end-of-utterance silence)
 GAPS_S = (1.0, 1.3, 0.8, 1.2, 0.9, 1.4)
 GAP_S = 0.3  # between the sentences packed by utterance()
+#: pauses between the sentences of a fluent lecture: drawn uniformly per gap
+FLUENT_GAPS_S = (0.2, 0.35)
+#: espeak-ng voices of the fluent lectures with a new voice per sentence
+VOICES = ("en-us", "en-gb+f3", "en-us+m3", "en-029")
+#: a sample louder than this is speech (espeak-ng's silence is digital zero)
+SPEECH_LEVEL = 200
+
+
+@dataclass(frozen=True, eq=False)
+class Spoken:
+    """A lecture and where each sentence is spoken: ``spans[i]`` is the first and last
+    second of ``texts[i]``'s speech."""
+
+    pcm: np.ndarray
+    texts: list[str]
+    spans: list[tuple[float, float]]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.texts)
 
 
 def missing_tools() -> list[str]:
@@ -102,6 +126,27 @@ def lecture(texts: list[str], *, lead_s: float = 0.5, gaps_s: tuple[float, ...] 
         parts.append(synth(text))
         parts.append(_silence(gaps_s[i % len(gaps_s)] if i + 1 < len(texts) else tail_s))
     return np.concatenate(parts)
+
+
+def fluent(texts: list[str], *, seed: int = 17, voices: tuple[str, ...] = ("en-us",),
+           gaps_s: tuple[float, float] = FLUENT_GAPS_S, lead_s: float = 0.5,
+           tail_s: float = 1.0) -> Spoken:
+    """The sentences run together: each one's speech (its silence trimmed) ``gaps_s``
+    apart (uniform, fixed ``seed``), sentence ``i`` in ``voices[i % len(voices)]``."""
+    rng = np.random.default_rng(seed)
+    parts, spans, at = [_silence(lead_s)], [], len(_silence(lead_s))
+    for i, text in enumerate(texts):
+        speech = _trim(synth(text, voice=voices[i % len(voices)]))
+        gap = _silence(rng.uniform(*gaps_s) if i + 1 < len(texts) else tail_s)
+        spans.append((at / SAMPLE_RATE, (at + len(speech)) / SAMPLE_RATE))
+        parts += [speech, gap]
+        at += len(speech) + len(gap)
+    return Spoken(np.concatenate(parts), list(texts), spans)
+
+
+def _trim(pcm: np.ndarray) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > SPEECH_LEVEL)
+    return pcm[loud[0]:loud[-1] + 1] if len(loud) else pcm
 
 
 def pick_sentences(texts: list[str], speech_s: float, rotate: int = 0) -> list[str]:

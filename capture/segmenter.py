@@ -12,10 +12,11 @@ with events:
   event carries that same array;
 - :class:`UtterancePaused` when the speech of the open utterance has stopped
   and every sample it would hold if the pause holds has been streamed (the
-  padding after the speech is scored silence), ``min_silence_s - pad_s``
-  before the pause is long enough to end it: the worker may decode the
-  utterance then (early finals). More :class:`UtteranceAudio` after it means
-  the speech went on;
+  padding after the speech is scored silence) and the pause is not yet long
+  enough to end it (it needs ``VadOptions.silence_needed_s``, which shrinks as
+  the utterance grows, so a pause of more than ``pad_s`` is needed for it to
+  come first): the worker may decode the utterance then (early finals). More
+  :class:`UtteranceAudio` after it means the speech went on;
 - :class:`UtteranceEnded` once the utterance is complete (its ``end`` is set).
 
 The audio of an utterance exists once: the chunks of its ``Utterance``, which
@@ -29,7 +30,7 @@ goes on past that, it is cut at the quietest point of the last
 ``split_search_s`` and the next utterance starts exactly at the cut (nothing
 lost). The padding after an utterance stops where the next speech starts, so
 an utterance never holds the start of the next one. After the speech stops,
-the end event comes at most ``max(pad_s, min_silence_s)`` (plus one 32 ms VAD
+the end event comes at most ``max(pad_s, silence needed)`` (plus one 32 ms VAD
 window and the block size) later. Only audio that is certain to belong to the
 open utterance is streamed: scored padding after the last speech heard, and
 nothing inside the ``split_search_s`` window before the length limit until the
@@ -299,7 +300,7 @@ class Segmenter:
     def _decide(self, events: list[Event]) -> None:
         paused = (
             self._silence_start is not None
-            and self._scored - self._silence_start >= self._min_silence
+            and self._scored - self._silence_start >= self._pause_needed()
         )
         opened = self._open
         if opened is not None and opened.end_target is not None and self._onset is not None:
@@ -322,6 +323,15 @@ class Segmenter:
                 self._continues = False
             elif self._speech_end - self._onset >= self._needed_speech():
                 self._begin(max(self._onset - self._pad, self._last_end), events)
+
+    def _pause_needed(self) -> int:
+        """Samples of pause that end the open utterance (shorter the longer it has run);
+        without one, the pause that makes a candidate a click."""
+        opened = self._open
+        if opened is None or self._silence_start is None:
+            return self._min_silence
+        length = (self._silence_start - opened.start) / SAMPLE_RATE
+        return round(self.options.silence_needed_s(length) * SAMPLE_RATE)
 
     def _needed_speech(self) -> int:
         """Samples of speech that make the candidate an utterance (continuations: any)."""

@@ -43,9 +43,19 @@ class VadOptions:
         (hysteresis, as in Silero's own iterator).
       min_speech_s: Speech shorter than this is a click or a cough and is
         dropped; an utterance is only announced once this much speech is heard.
-      min_silence_s: A pause at least this long ends an utterance.
+      min_silence_s: A pause at least this long ends an utterance that has just
+        begun.
+      min_silence_floor_s: The pause that ends an utterance ``silence_ramp_s``
+        long or longer. In between, the pause needed falls linearly with the
+        utterance's length (:meth:`silence_needed_s`): a short answer is not
+        cut at a breath, while a lecturer who runs sentences together with
+        0.2-0.35 s pauses still gets an utterance (and a final) about every
+        sentence. A floor above ``min_silence_s`` is ``min_silence_s``.
+      silence_ramp_s: Utterance length at which the pause needed reaches
+        ``min_silence_floor_s``.
       pad_s: Audio kept before the speech onset and after the speech offset.
-      max_utterance_s: No utterance is longer than this; longer speech is split.
+      max_utterance_s: No utterance is longer than this; longer speech is split
+        (speech with no pause of ``min_silence_floor_s`` for this long).
       split_search_s: A forced split happens at the quietest point of the last
         ``split_search_s`` seconds before ``max_utterance_s``, not mid-word.
         Audio in that window is streamed only once the split is decided.
@@ -56,18 +66,22 @@ class VadOptions:
     threshold: float = 0.5
     min_speech_s: float = 0.25
     min_silence_s: float = 0.5
+    min_silence_floor_s: float = 0.15
+    silence_ramp_s: float = 4.0
     pad_s: float = 0.2
-    max_utterance_s: float = 20.0
-    split_search_s: float = 3.0
+    max_utterance_s: float = 10.0
+    split_search_s: float = 2.0
     onnx: bool | None = None
 
     def __post_init__(self) -> None:
         problems = []
         if not 0.0 < self.threshold < 1.0:
             problems.append(f"threshold must be between 0 and 1, not {self.threshold}")
-        for name in ("min_speech_s", "min_silence_s", "pad_s"):
+        for name in ("min_speech_s", "min_silence_s", "min_silence_floor_s", "pad_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative, not {getattr(self, name)}")
+        if self.silence_ramp_s <= 0:
+            problems.append(f"silence_ramp_s must be positive, not {self.silence_ramp_s}")
         if self.max_utterance_s < 1.0:
             problems.append(f"max_utterance_s must be at least 1 s, not {self.max_utterance_s}")
         if not 0.1 <= self.split_search_s <= self.max_utterance_s / 2:
@@ -77,6 +91,12 @@ class VadOptions:
             )
         if problems:
             raise VadError("invalid VAD options: " + "; ".join(problems))
+
+    def silence_needed_s(self, utterance_s: float) -> float:
+        """Seconds of pause that end an utterance ``utterance_s`` long (when its pause began)."""
+        floor = min(self.min_silence_floor_s, self.min_silence_s)
+        share = min(max(utterance_s, 0.0) / self.silence_ramp_s, 1.0)
+        return self.min_silence_s - (self.min_silence_s - floor) * share
 
     @property
     def neg_threshold(self) -> float:

@@ -79,7 +79,7 @@ class WorkerSettings:
         partial_every_s: seconds of new audio between partials (stretches under load).
         batch_budget_s: most seconds of audio in one engine call.
         max_batch: most clips in one engine call.
-        max_utterance_s: longest utterance accepted (the capture side splits at 20 s).
+        max_utterance_s: longest utterance accepted (the capture side splits at 10 s).
         drain_timeout_s: on shutdown, how long to wait for owed finals.
         audio_rate: audio a stream may send, as a multiple of real time (0: no limit).
         audio_burst_s: seconds of audio a stream may send at once (resend after a reconnect).

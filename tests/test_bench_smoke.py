@@ -120,3 +120,38 @@ def _sample_report() -> dict:
         "meta": {"machine": "test", "loadavg_start": [0], "loadavg_end": [0], "runtime_s": 1,
                  "json": "bench.json"},
     }
+
+
+def test_sentences_are_scored_by_the_final_that_holds_their_last_words():
+    from bench.fluent import sentence_rows
+
+    spoken = speech.Spoken(pcm=speech.fluent(TEXTS).pcm, texts=TEXTS, spans=[(0.5, 2.0), (2.3, 3.5)])
+    rows = [
+        {"type": "partial", "utt": 0, "t": 1.2, "text": "Water evaporates"},
+        {"type": "partial", "utt": 0, "t": 2.6, "text": "Water evaporates from the ocean. Let"},
+        {"type": "partial", "utt": 0, "t": 3.8, "text": "Water evaporates from the ocean. Let us look at a"},
+        {"type": "final", "utt": 0, "t": 4.1, "start": 0.3, "end": 3.7,
+         "text": "Water evaporates from the ocean. Let us look at a diagram."},
+    ]
+    first, second = sentence_rows(rows, spoken, with_text=True)
+    assert first["utt"] == second["utt"] == 0 and not first["lost"]
+    assert first["final_latency_s"] == pytest.approx(4.1 - 2.0)
+    assert first["visible_latency_s"] == pytest.approx(2.6 - 2.0)  # "the ocean" first shown then
+    assert second["final_latency_s"] == pytest.approx(4.1 - 3.5)
+    assert second["visible_latency_s"] == pytest.approx(4.1 - 3.5)  # "a diagram" only in the final
+    gone = sentence_rows([{**rows[-1], "text": "Let us look at a diagram."}], spoken, with_text=True)
+    assert gone[0]["lost"] and gone[0]["final_latency_s"] == pytest.approx(4.1 - 2.0)  # by time
+    assert not gone[1]["lost"]
+    untimed = sentence_rows(rows, spoken, with_text=False)
+    assert [r["final_latency_s"] for r in untimed] == [first["final_latency_s"], second["final_latency_s"]]
+    assert all(r["visible_latency_s"] is None for r in untimed)
+
+
+def test_fluent_speech_runs_sentences_together_with_short_pauses():
+    spoken = speech.fluent(TEXTS, voices=("en-us", "en-gb+f3"))
+    (_, end0), (start1, end1) = spoken.spans
+    assert 0.2 <= start1 - end0 <= 0.35
+    assert len(spoken.pcm) / speech.SAMPLE_RATE == pytest.approx(end1 + 1.0, abs=0.01)
+    on = round(start1 * speech.SAMPLE_RATE)
+    assert not spoken.pcm[round(end0 * speech.SAMPLE_RATE) + 1:on - 1].any()  # the pause is silence
+    assert abs(int(spoken.pcm[on])) > speech.SPEECH_LEVEL  # speech starts where the span says

@@ -188,7 +188,8 @@ async def test_the_audio_of_an_owed_utterance_is_held_once(tmp_path):
     and nothing along the way made a second copy (the segmenter keeps no audio of its own)."""
     speech = np.concatenate([silence(0.5), tone(18.0), silence(1.0)])
     heard = Heard(tmp_path / "s" / "pending")
-    capture = pipeline(tmp_path / "s", closed_port_url(), heard, drain_timeout_s=0.1)
+    capture = pipeline(tmp_path / "s", closed_port_url(), heard, drain_timeout_s=0.1,
+                       vad=VadOptions(max_utterance_s=20.0, split_search_s=3.0))  # one utterance
     tracemalloc.start()
     try:
         await capture.run(MemorySource(speech), Resume(), asyncio.Event())

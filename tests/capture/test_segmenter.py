@@ -96,7 +96,7 @@ def test_four_sentences_give_four_utterances_at_the_speech_boundaries(paragraph)
 @needs_espeak
 def test_sixty_second_monologue_is_split_at_max_length_without_losing_audio(monologue):
     pcm, on, off = monologue
-    options = VadOptions()
+    options = VadOptions(min_silence_floor_s=0.5)  # no pause in it is this long
     events = run(pcm, 1600, Segmenter(options))
     utts = utterances(events)
     assert len(utts) >= 3
@@ -139,7 +139,7 @@ def test_streamed_audio_arrives_during_speech_and_concatenates_to_the_utterance(
 @needs_espeak
 def test_pause_event_names_exactly_the_utterance_audio_before_the_end_is_decided(paragraph):
     pcm, truth = paragraph
-    options = VadOptions()
+    options = VadOptions(min_silence_floor_s=0.5)  # every pause must last 0.5 s: pad_s comes first
     segmenter, fed, log = Segmenter(options), 0, []
     for i in range(0, len(pcm), 1600):
         fed += len(pcm[i : i + 1600])
@@ -264,6 +264,7 @@ def test_flush_closes_an_utterance_still_being_spoken():
     max_s=st.sampled_from([2.0, 4.0, 20.0]),
     pad_s=st.sampled_from([0.0, 0.2, 0.7]),
     min_silence_s=st.sampled_from([0.1, 0.5]),
+    floor_s=st.sampled_from([0.05, 0.15, 0.5]),
 )
 # Speech that starts inside the previous utterance's padding (pause >= min_silence_s
 # but < pad_s): the previous utterance used to keep all its padding, so the new run
@@ -274,14 +275,17 @@ def test_flush_closes_an_utterance_still_being_spoken():
     max_s=2.0,
     pad_s=0.7,
     min_silence_s=0.1,
+    floor_s=0.5,
 )
 @example(
-    runs=[(0.5, 1.0), (0.2, 0.45), (2.0, 0.02)], block=1, max_s=20.0, pad_s=0.7, min_silence_s=0.1
+    runs=[(0.5, 1.0), (0.2, 0.45), (2.0, 0.02)], block=1, max_s=20.0, pad_s=0.7, min_silence_s=0.1,
+    floor_s=0.5,
 )
-def test_utterances_are_exact_disjoint_and_bounded(runs, block, max_s, pad_s, min_silence_s):
+def test_utterances_are_exact_disjoint_and_bounded(runs, block, max_s, pad_s, min_silence_s, floor_s):
     pcm = np.concatenate([np.concatenate([silence(quiet), tone(loud)]) for quiet, loud in runs])
     options = VadOptions(
-        max_utterance_s=max_s, split_search_s=max_s / 4, pad_s=pad_s, min_silence_s=min_silence_s
+        max_utterance_s=max_s, split_search_s=max_s / 4, pad_s=pad_s, min_silence_s=min_silence_s,
+        min_silence_floor_s=floor_s, silence_ramp_s=max_s / 2,
     )
     events = run(pcm, block, Segmenter(options, vad=LevelVad()))
     utts = utterances(events)
@@ -304,6 +308,56 @@ def test_utterances_are_exact_disjoint_and_bounded(runs, block, max_s, pad_s, mi
         if loud >= 0.35:
             assert covered[part][np.abs(pcm[part].astype(np.int32)) > 1000].all()
         at += samples(loud)
+
+
+@pytest.mark.parametrize(("speech_s", "gap_s", "ends"), [
+    (0.8, 0.3, False),  # a short utterance goes on over a breath ...
+    (0.8, 0.6, True),
+    (2.0, 0.2, False),
+    (2.0, 0.45, True),
+    (5.0, 0.25, True),  # ... a long one ends at a short pause
+    (5.0, 0.05, False),
+])
+def test_the_pause_that_ends_an_utterance_shrinks_as_it_grows(speech_s, gap_s, ends):
+    options = VadOptions()
+    needed = options.silence_needed_s(speech_s + options.pad_s)
+    assert abs(needed - gap_s) > 2 * WINDOW / SR  # the cases are clear of the boundary
+    assert ends == (gap_s > needed)
+    pcm = np.concatenate([silence(1.0), tone(speech_s), silence(gap_s), tone(1.0), silence(1.0)])
+    utts = utterances(run(pcm, 1600, Segmenter(options, vad=LevelVad())))
+    assert len(utts) == (2 if ends else 1)
+    assert utts[0].start <= 1.0 and utts[-1].end >= 1.0 + speech_s + gap_s + 1.0  # all speech kept
+    if ends:
+        assert utts[0].end >= 1.0 + speech_s and utts[1].start <= 1.0 + speech_s + gap_s
+        assert utts[1].start >= utts[0].end
+
+
+def test_silence_needed_falls_from_min_silence_to_the_floor():
+    options = VadOptions(min_silence_s=0.5, min_silence_floor_s=0.15, silence_ramp_s=4.0)
+    needed = [options.silence_needed_s(t) for t in (0.0, 1.0, 2.0, 4.0, 10.0)]
+    assert needed == pytest.approx([0.5, 0.4125, 0.325, 0.15, 0.15])
+    assert VadOptions(min_silence_s=0.1, min_silence_floor_s=0.15).silence_needed_s(9.0) == 0.1
+
+
+@pytest.mark.parametrize("speech_s", [1.0, 2.0, 6.0])
+def test_pause_event_comes_only_when_the_padding_is_scored_before_the_pause_ends_it(speech_s):
+    options = VadOptions()
+    needed = options.silence_needed_s(speech_s + options.pad_s)
+    pcm = np.concatenate([silence(1.0), tone(speech_s), silence(2.0)])
+    segmenter, fed, log = Segmenter(options, vad=LevelVad()), 0, []
+    for i in range(0, len(pcm), 160):
+        fed += len(pcm[i : i + 160])
+        log += [(fed / SR, e) for e in segmenter.feed(pcm[i : i + 160])]
+    speech_end = 1.0 + speech_s
+    (t_end,) = [t for t, e in log if isinstance(e, UtteranceEnded)]
+    pauses = [t for t, e in log if isinstance(e, UtterancePaused)]
+    slack = 2 * WINDOW / SR
+    assert t_end - speech_end == pytest.approx(max(needed, options.pad_s), abs=slack)
+    if needed > options.pad_s + slack:
+        (t_pause,) = pauses
+        assert t_pause - speech_end == pytest.approx(options.pad_s, abs=slack)
+    else:
+        assert pauses == []  # the end itself comes as early as a pause would
 
 
 def test_invalid_options_say_what_is_wrong():

@@ -46,10 +46,11 @@ def test_two_questions_in_a_lecture_are_marked_audience_and_exported_with_voice_
     proc = _live(write_wav(tmp_path / "lecture.wav", pcm), tmp_path, "q")
 
     finals = read_finals(tmp_path / "q")
-    assert len(finals) == len(spoken)
-    asked = [f for f in finals if any(abs(f.start - q.start) < 0.5 for q in questions)]
-    assert [f.speaker for f in asked] == ["audience-1", "audience-2"]
-    assert {f.speaker for f in finals if f not in asked} == {"lecturer"}, "nothing else is audience"
+    assert all(_finals_of(finals, s) for s in spoken), "every sentence has a final"
+    asked = [_finals_of(finals, q) for q in questions]  # a sentence may come as several finals
+    assert [{f.speaker for f in part} for part in asked] == [{"audience-1"}, {"audience-2"}]
+    assert {f.speaker for f in finals if not any(f in part for part in asked)} == {"lecturer"}, \
+        "nothing else is audience"
     marked = [line for line in proc.stdout.splitlines() if "] Audience " in line]
     assert [re.sub(r"^\[[\d:]+\] ", "", m).split(":")[0] for m in marked] == ["Audience 1", "Audience 2"]
 
@@ -65,5 +66,10 @@ def test_a_lecture_of_one_voice_has_no_audience(tmp_path):
     assert len(pcm) / SAMPLE_RATE > 55
     _live(write_wav(tmp_path / "solo.wav", pcm), tmp_path, "solo")
     finals = read_finals(tmp_path / "solo")
-    assert len(finals) == len(spoken)
+    assert all(_finals_of(finals, s) for s in spoken), "every sentence has a final"
     assert {f.speaker for f in finals} == {"lecturer"}
+
+
+def _finals_of(finals, sentence) -> list:
+    """The finals whose middle lies within ``sentence`` (the segmenter may cut a long one)."""
+    return [f for f in finals if sentence.start - 0.3 <= (f.start + f.end) / 2 <= sentence.end + 0.3]

@@ -321,7 +321,7 @@ def _notes_runner(settings, toml: dict):
     key = resolve_api_key(llm)
 
     async def keep_notes(session_dir: Path, stop: asyncio.Event, notify) -> None:
-        task = NotesTask(session_dir, llm, notes, key, notify)
+        task = NotesTask(session_dir, llm, notes, key, notify, layer="live")  # no polished layer yet
         try:
             await task.run(stop)
             await asyncio.wait_for(task.flush(), NOTES_FLUSH_TIMEOUT_S)
@@ -432,6 +432,8 @@ def _add_notes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", dest="every_s", type=float, help="seconds of new speech per update (default 120)")
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's slides (.pptx, .pdf, .md, .txt) as a glossary; stored in the session")
+    p.add_argument("--live", dest="layer", action="store_const", const="live", default="best",
+                   help="use the live captions even where a polished transcript exists (notsound polish)")
     p.set_defaults(func=_cmd_notes)
 
 
@@ -454,10 +456,10 @@ def _cmd_notes(args: argparse.Namespace, toml: dict) -> int:
                            flags={"language": args.language, "every_s": args.every_s})
     folder = sm.resolve_session(args.session, args.out)
     if not args.follow:  # a lecture still running may not have said anything yet
-        require_finals(folder, "take notes from")
+        require_finals(folder, "take notes from", args.layer)
     task = asyncio.run(sm.run_notes(folder, llm, notes, sm.resolve_api_key(llm), follow=args.follow,
                                     notify=lambda text: print(f"notsound: {text}", file=sys.stderr),
-                                    slides=args.slides))
+                                    slides=args.slides, layer=args.layer))
     print(task.notes_path)
     return EXIT_OK
 

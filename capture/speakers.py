@@ -33,18 +33,25 @@ The rules, none of them tuned to one recording:
   founds a voice: it takes its neighbour's label unless it is clearly
   another known voice. One without an embedding (too little voiced audio)
   takes its neighbour's label.
+
+Offline, with the whole lecture at hand (``notsound polish``),
+:func:`label_lecture` makes two passes: the first meets every voice, and
+the one with the most speech over the lecture becomes the lecturer (no
+margin); the second labels each utterance with all of that known. Audience
+numbers then follow the order the voices first speak in.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from library.folder import LECTURER
 
-__all__ = ["LabelOptions", "SpeakerLabeller"]
+__all__ = ["LabelOptions", "SpeakerLabeller", "label_lecture"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,11 @@ class SpeakerLabeller:
         self._elect()
         return self._name(voice)
 
+    def settle(self) -> None:
+        """The voice with the most speech so far becomes the lecturer, margin or not (all was heard)."""
+        if self._voices:
+            self._lecturer = max(self._voices, key=lambda v: v.seconds)
+
     def _assign(self, embedding: np.ndarray | None, seconds: float) -> _Voice | None:
         options = self.options
         if embedding is None:
@@ -213,3 +225,19 @@ class SpeakerLabeller:
             voice.audience = self._next_audience
             self._next_audience += 1
         return f"audience-{voice.audience}"
+
+
+def label_lecture(utterances: Sequence[tuple[np.ndarray | None, float]],
+                  options: LabelOptions | None = None) -> list[str | None]:
+    """The labels of a whole lecture's utterances, (embedding, seconds) in order: two passes,
+    see the module docstring."""
+    labeller = SpeakerLabeller(options)
+    for embedding, seconds in utterances:
+        labeller.label(embedding, seconds)
+    labeller.settle()
+    labels = [labeller.label(embedding, seconds) for embedding, seconds in utterances]
+    numbers: dict[str, str] = {}
+    for label in labels:
+        if label is not None and label != LECTURER and label not in numbers:
+            numbers[label] = f"audience-{len(numbers) + 1}"
+    return [numbers.get(label, label) if label else label for label in labels]

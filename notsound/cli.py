@@ -177,8 +177,6 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
-    from capture.voices import encoder_installed
-
     from .liverun import LiveSettings, run_live
     from .view import format_speed
 
@@ -189,9 +187,7 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
     flags.update(web=args.web, web_token_file=args.web_token_file)
     settings = build_settings(LiveSettings, "live", toml=toml, flags=flags)
     _check_web(settings)
-    if settings.speakers and not encoder_installed():
-        raise CommandError("--speakers on needs the speaker model: pip install 'notsound[speakers]' "
-                           "(resemblyzer)", EXIT_USAGE)
+    encoder = _speaker_encoder(settings.speakers)  # a usage error for --speakers on without the model
     if settings.translate and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?", settings.translate):
         raise CommandError(f"--translate needs a language code such as zh or en, not {settings.translate!r}",
                            EXIT_USAGE)
@@ -213,7 +209,8 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
           file=sys.stderr)
     if settings.polish and settings.record:
         server = (settings.server, settings.key_file, settings.ca_file) if settings.server else None
-        _polish(result.session_dir, _worker_settings(args, toml), server=server)
+        _polish(result.session_dir, _worker_settings(args, toml), server=server,
+                speakers=encoder)
     return EXIT_OK
 
 
@@ -230,6 +227,9 @@ def _add_polish(sub: argparse._SubParsersAction) -> None:
                                     "(feature polish); default: an engine on this machine")
     p.add_argument("--key-file", type=Path, help="file with the worker's API key (or set NOTSOUND_KEY)")
     p.add_argument("--ca", dest="ca_file", type=Path, help="CA bundle for a wss:// worker")
+    p.add_argument("--speakers", choices=("on", "off"),
+                   help="label the polished captions lecturer / audience-N from their voices over the whole "
+                        "lecture, in memory only (default: on when the speaker model is installed)")
     _add_engine_flags(p, device_flag="--engine-device")
     p.set_defaults(func=_cmd_polish)
 
@@ -249,14 +249,26 @@ def _cmd_polish(args: argparse.Namespace, toml: dict) -> int:
         raise CommandError("--engine, --model and --engine-device choose an engine on this machine: "
                            "with --server the worker's engine polishes", EXIT_USAGE)
     server = (args.server, args.key_file, args.ca_file) if args.server else None
-    _polish(folder, _worker_settings(args, toml, engine=engine), args.window_s, server=server)
+    speakers = {"on": True, "off": False}.get(args.speakers)
+    _polish(folder, _worker_settings(args, toml, engine=engine), args.window_s, server=server,
+            speakers=_speaker_encoder(speakers))
     return EXIT_OK
 
 
+def _speaker_encoder(wanted: bool | None):
+    """The voice encoder that labels speakers (``--speakers``; default: when installed), or None."""
+    from capture.voices import ResemblyzerEncoder, encoder_installed
+
+    if wanted and not encoder_installed():
+        raise CommandError("--speakers on needs the speaker model: pip install 'notsound[speakers]' "
+                           "(resemblyzer)", EXIT_USAGE)
+    return ResemblyzerEncoder if wanted or (wanted is None and encoder_installed()) else None
+
+
 def _polish(folder: Path, worker, window_s: float = 28.0,
-            server: tuple[str, Path | None, Path | None] | None = None) -> None:
+            server: tuple[str, Path | None, Path | None] | None = None, speakers=None) -> None:
     """Polish ``folder`` with the engine of ``worker`` (settings), or on ``server`` (URL, key file,
-    CA file) when given; a progress bar on stderr."""
+    CA file) when given, speakers labelled with the encoder ``speakers`` builds; a progress bar on stderr."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -283,7 +295,8 @@ def _polish(folder: Path, worker, window_s: float = 28.0,
         with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("polish", total=None)
             result = polish_session(folder, decoder, deck=deck, window_s=window_s, notify=notify,
-                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                    speakers=speakers)
     finally:
         decoder.close()
     if result.already:
@@ -321,7 +334,7 @@ def _notes_runner(settings, toml: dict):
     key = resolve_api_key(llm)
 
     async def keep_notes(session_dir: Path, stop: asyncio.Event, notify) -> None:
-        task = NotesTask(session_dir, llm, notes, key, notify)
+        task = NotesTask(session_dir, llm, notes, key, notify, layer="live")  # no polished layer yet
         try:
             await task.run(stop)
             await asyncio.wait_for(task.flush(), NOTES_FLUSH_TIMEOUT_S)
@@ -432,6 +445,8 @@ def _add_notes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", dest="every_s", type=float, help="seconds of new speech per update (default 120)")
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's slides (.pptx, .pdf, .md, .txt) as a glossary; stored in the session")
+    p.add_argument("--live", dest="layer", action="store_const", const="live", default="best",
+                   help="use the live captions even where a polished transcript exists (notsound polish)")
     p.set_defaults(func=_cmd_notes)
 
 
@@ -454,10 +469,10 @@ def _cmd_notes(args: argparse.Namespace, toml: dict) -> int:
                            flags={"language": args.language, "every_s": args.every_s})
     folder = sm.resolve_session(args.session, args.out)
     if not args.follow:  # a lecture still running may not have said anything yet
-        require_finals(folder, "take notes from")
+        require_finals(folder, "take notes from", args.layer)
     task = asyncio.run(sm.run_notes(folder, llm, notes, sm.resolve_api_key(llm), follow=args.follow,
                                     notify=lambda text: print(f"notsound: {text}", file=sys.stderr),
-                                    slides=args.slides))
+                                    slides=args.slides, layer=args.layer))
     print(task.notes_path)
     return EXIT_OK
 

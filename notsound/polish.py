@@ -15,6 +15,13 @@ short by a crash) are carried into it as they are, so the layer is whole.
 A killed polish continues after its last finished window; a second polish
 of an unchanged session with the same engine does nothing.
 
+With a speaker encoder (``--speakers``, as ``live`` has it) every polished
+line is labelled ``lecturer`` or ``audience-N`` from its audio, over the
+whole lecture at once (:func:`capture.speakers.label_lecture`: every line's
+embedding first, then the labels, the lecturer being the voice with the
+most speech in the lecture). A line no recording holds takes its
+neighbour's label. The embeddings live in memory only, as live.
+
 The windows are decoded by a :class:`WindowDecoder`: an engine on this machine
 (:class:`LocalDecoder`), or a shared worker (``notsound.polish_remote``), with
 the same work file, lock and progress either way.
@@ -32,6 +39,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from capture.speakers import label_lecture
+from capture.voices import Encoder
 from common.audio import SAMPLE_RATE
 from common.errors import EXIT_USAGE, NotSoundError
 from library.folder import (
@@ -151,10 +160,11 @@ def plan_windows(finals: list[Final], parts: list[RecordingPart], lengths: list[
     return windows, [f for f in finals if id(f) not in covered]
 
 
-def _fingerprint(parts: list[RecordingPart], decoder: WindowDecoder, window_s: float, journal: Path) -> dict:
+def _fingerprint(parts: list[RecordingPart], decoder: WindowDecoder, window_s: float, journal: Path,
+                 speakers: bool) -> dict:
     return {"parts": [[p.path.name, p.path.stat().st_size] for p in parts],
             "journal": journal.stat().st_size if journal.exists() else 0,
-            **decoder.identity(), "window_s": window_s}
+            **decoder.identity(), "window_s": window_s, **({"speakers": True} if speakers else {})}
 
 
 def _finals_of(segments: list[Segment], base: float, window: Window, first_utt: int,
@@ -193,10 +203,12 @@ def _check_length(finals: list[Final], parts: list[RecordingPart], lengths: list
 
 def polish_session(folder: Path, engine: Engine | WindowDecoder, *, deck: LiveDeck | None = None, window_s: float = 28.0,
                    notify: Callable[[str], None] = lambda text: None,
-                   progress: Callable[[float, float], None] = lambda done, total: None) -> PolishResult:
+                   progress: Callable[[float, float], None] = lambda done, total: None,
+                   speakers: Callable[[], Encoder] | None = None) -> PolishResult:
     """Write the polished layer of ``folder`` with ``engine`` (or a decoder); see the module docstring.
 
-    ``progress(done_s, total_s)`` follows the audio decoded. Raises :class:`PolishError`
+    ``progress(done_s, total_s)`` follows the audio decoded; ``speakers`` builds the
+    voice encoder that labels the lines (``None``: no labels). Raises :class:`PolishError`
     for a session without a recording, :class:`~library.folder.PolishBusyError` while
     another polish of it runs.
     """
@@ -206,7 +218,7 @@ def polish_session(folder: Path, engine: Engine | WindowDecoder, *, deck: LiveDe
                           "were kept): there is nothing to polish")
     decoder = LocalDecoder(engine) if isinstance(engine, Engine) else engine
     with polish_lock(folder):
-        fingerprint = _fingerprint(parts, decoder, window_s, folder / TRANSCRIPT)
+        fingerprint = _fingerprint(parts, decoder, window_s, folder / TRANSCRIPT, speakers is not None)
         if read_meta(folder).get("polished") == fingerprint and (folder / POLISHED).is_file():
             return PolishResult(folder / POLISHED, already=True)
         audio = _load_parts(parts, notify)
@@ -232,13 +244,16 @@ def polish_session(folder: Path, engine: Engine | WindowDecoder, *, deck: LiveDe
             done_s += window.end - window.start
             result.windows += 1
             progress(done_s, result.audio_s)
-        work.finish(_merged(work.lines, carried))
+        items = _merged(work.lines, carried)
+        if speakers is not None:
+            items = _labelled(items, audio, parts, speakers, notify)
+        work.finish([encode_polished(final, words) for final, words in items])
         write_meta(folder, polished=fingerprint)
     return result
 
 
-def _merged(lines: list[bytes], carried: list[Final]) -> list[bytes]:
-    """The polished lines and the carried finals in time order, numbered from 0."""
+def _merged(lines: list[bytes], carried: list[Final]) -> list[tuple[Final, list]]:
+    """The polished lines and the carried finals in time order, numbered from 0, with their words."""
     items: list[tuple[Final, list]] = [(f, []) for f in carried]
     for line in lines:
         obj = json.loads(line)
@@ -246,8 +261,32 @@ def _merged(lines: list[bytes], carried: list[Final]) -> list[bytes]:
         if final is not None:
             items.append((final, [tuple(w) for w in obj.get("words", ())]))
     items.sort(key=lambda item: (item[0].start, item[0].end))
-    return [encode_polished(dataclasses.replace(final, utt=number), words)
-            for number, (final, words) in enumerate(items)]
+    return [(dataclasses.replace(final, utt=number), words) for number, (final, words) in enumerate(items)]
+
+
+def _labelled(items: list[tuple[Final, list]], audio: list[np.ndarray], parts: list[RecordingPart],
+              speakers: Callable[[], Encoder], notify: Callable[[str], None]) -> list[tuple[Final, list]]:
+    """``items`` with each line's speaker from its audio (lines without text get none)."""
+    try:
+        encoder = speakers()
+    except (ImportError, OSError, RuntimeError) as exc:
+        notify(f"speaker labels off: the speaker model did not load: {exc}")
+        return items
+    said = [final for final, _ in items if final.text.strip()]
+    clips = [_clip(final, audio, parts) for final in said]
+    labels = label_lecture([(encoder.embed(clip) if len(clip) else None, final.end - final.start)
+                            for final, clip in zip(said, clips, strict=True)])
+    speaker = {id(final): label or "" for final, label in zip(said, labels, strict=True)}
+    return [(dataclasses.replace(final, speaker=speaker.get(id(final), "")), words) for final, words in items]
+
+
+def _clip(final: Final, audio: list[np.ndarray], parts: list[RecordingPart]) -> np.ndarray:
+    """The recorded audio of ``final`` (empty where no part holds it)."""
+    for index in range(len(parts) - 1, -1, -1):
+        if parts[index].offset <= final.start:
+            start = final.start - parts[index].offset
+            return audio[index][round(start * SAMPLE_RATE):round((final.end - parts[index].offset) * SAMPLE_RATE)]
+    return np.zeros(0, dtype=np.int16)
 
 
 def _text_tail(lines: list[bytes]) -> str:

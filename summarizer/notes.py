@@ -1,6 +1,8 @@
 """Incremental notes: the task that keeps ``notes.md`` current while the lecture runs.
 
-:class:`NotesTask` polls ``transcript.jsonl`` for appended finals. After
+:class:`NotesTask` polls a transcript layer for appended finals: the live
+journal ``transcript.jsonl`` during the lecture, the polished layer afterwards
+where there is one (notes made from another layer are made again). After
 ``every_s`` seconds of new speech (and at the end) it sends the new part to the
 LLM as the next turn of an append-only conversation (layout in
 :mod:`summarizer.prompts`), checks the answer, appends it as a section and
@@ -30,7 +32,14 @@ from .errors import (
     SummarizerError,
 )
 from .extractive import extractive_outline
-from .files import NOTES, NOTES_STATE, TRANSCRIPT, remove_stale_temps, session_ended
+from .files import (
+    NOTES,
+    NOTES_STATE,
+    TRANSCRIPT,
+    remove_stale_temps,
+    session_ended,
+    transcript_path,
+)
 from .notes_doc import (
     NotesState,
     Section,
@@ -43,7 +52,7 @@ from .notes_doc import (
 )
 from .notices import Notices
 from .prompts import Part, deck_glossary, notes_messages, prompt_tokens
-from .questions import render_questions
+from .questions import with_questions
 from .settings import LLMSettings, NotesSettings, no_key_help
 from .transcript import (
     Final,
@@ -78,6 +87,8 @@ class NotesTask:
         deck: the lecture's slides; default: the deck stored in the session
             folder, if any. Its titles and terms go to the model as a glossary,
             and each part's captions are marked with the slide they were about.
+        layer: the transcript read: ``best`` (the polished one when there is
+            one) or ``live`` (the journal, as during the lecture).
     """
 
     def __init__(
@@ -88,8 +99,11 @@ class NotesTask:
         api_key: str | None = None,
         notify: Callable[[str], None] | None = None,
         deck: Deck | None = None,
+        layer: str = "best",
     ):
         self.session_dir = Path(session_dir)
+        path = transcript_path(self.session_dir, layer)
+        self.layer = "live" if path.name == TRANSCRIPT else "polished"
         self.deck = deck if deck is not None else load_session_deck(self.session_dir)
         self._glossary = ""  # built off the event loop on the first step (jieba, wordfreq)
         self._tracker: SlideTracker | None = None
@@ -101,7 +115,7 @@ class NotesTask:
         self.requests = 0
         self._key = api_key
         self._notices = Notices(notify)
-        self._reader = TranscriptReader(self.session_dir / TRANSCRIPT)
+        self._reader = TranscriptReader(path)
         self._finals: list[Final] = []
         self._pending: list[Final] = []
         self._client: LLMClient | None = None
@@ -183,8 +197,8 @@ class NotesTask:
         if state is not None and state.mode == "llm" and state.sections and self.mode == "extractive":
             self._off = "no API key: notes.md keeps the LLM notes it has"  # do not replace them
             return state
-        if state is None or state.mode != self.mode:
-            return NotesState(mode=self.mode)
+        if state is None or state.mode != self.mode or state.layer != self.layer:
+            return NotesState(mode=self.mode, layer=self.layer)
         if state.sections:  # the notes may be one part ahead of the watermark: re-render
             try:
                 self._write(state)
@@ -195,7 +209,7 @@ class NotesTask:
     def _write(self, state: NotesState) -> None:
         if state.mode == "llm":
             markdown = render_notes(state, self.session_dir.name, self.llm_settings.model)
-            write_notes(self.notes_path, _with_questions(markdown, self._finals))
+            write_notes(self.notes_path, with_questions(markdown, self._finals))
         save_state(self.session_dir / NOTES_STATE, state)
 
     def _poll(self) -> None:
@@ -231,7 +245,7 @@ class NotesTask:
         )
         try:
             markdown = render_outline(outline, self.session_dir.name, self.state.lang)
-            write_notes(self.notes_path, _with_questions(markdown, self._finals))
+            write_notes(self.notes_path, with_questions(markdown, self._finals))
             self.state.utts.update(f.utt for f in self._pending)
             save_state(self.session_dir / NOTES_STATE, self.state)
         except (OSError, LLMOutputError) as exc:
@@ -331,12 +345,6 @@ class NotesTask:
         log.info("notes update failed (%s); next try in %.0f s", exc, wait)
 
 
-def _with_questions(markdown: str, finals: list[Final]) -> str:
-    """The notes, then the questions from the audience (when the captions are labelled)."""
-    questions = render_questions(finals)
-    return f"{markdown.rstrip()}\n\n{questions}" if questions else markdown
-
-
 def _deck_helpers(deck: Deck) -> tuple[str, SlideTracker]:
     """The glossary for the notes prompt and a slide tracker for a deck."""
     return deck_glossary(deck.slides, build_vocabulary(deck)), SlideTracker(deck)
@@ -367,11 +375,13 @@ async def run_notes(
     follow: bool = False,
     notify: Callable[[str], None] | None = None,
     slides: Path | None = None,
+    layer: str = "best",
 ) -> NotesTask:
     """``notsound notes``: bring ``notes.md`` up to date (``follow``: until the lecture ends).
 
     Args:
         slides: a deck to store in the session and use (default: the stored one).
+        layer: the transcript the notes are made from (see :class:`NotesTask`).
 
     Raises:
         LLMError: the notes could not be completed (key refused, API failing);
@@ -384,7 +394,7 @@ async def run_notes(
             deck = attach_deck(session_dir, slides)
         except DeckError as exc:
             raise SummarizerError(str(exc)) from None
-    task = NotesTask(session_dir, llm, notes, api_key, notify, deck=deck)
+    task = NotesTask(session_dir, llm, notes, api_key, notify, deck=deck, layer=layer)
     if follow:
         stop = asyncio.Event()
         watcher = asyncio.create_task(_wait_for_end(Path(session_dir), stop, notes.poll_s))

@@ -62,15 +62,21 @@ class Section:
 
 @dataclass
 class NotesState:
-    """What ``notes.md`` holds: the finals (utt numbers) already in it, and its sections."""
+    """What ``notes.md`` holds: the finals (utt numbers of ``layer``) already in it, and its sections.
+
+    ``layer`` is the transcript the notes were made from, ``live`` (the journal) or
+    ``polished``: utt numbers mean something in one layer only. A state without it
+    (written before there were layers) is of the live one.
+    """
 
     mode: str = "llm"
     lang: str = ""
     utts: set[int] = field(default_factory=set)
     sections: list[Section] = field(default_factory=list)
+    layer: str = "live"
 
     def to_json(self) -> str:
-        data = {"version": STATE_VERSION, "mode": self.mode, "lang": self.lang,
+        data = {"version": STATE_VERSION, "mode": self.mode, "lang": self.lang, "layer": self.layer,
                 "utts": _ranges(self.utts), "sections": [asdict(s) for s in self.sections]}
         return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
 
@@ -81,7 +87,8 @@ class NotesState:
             raise ValueError("unknown notes state version")
         utts = {u for lo, hi in data.get("utts", []) for u in range(int(lo), int(hi) + 1)}
         sections = [Section(**s) for s in data.get("sections", [])]
-        return cls(str(data.get("mode", "llm")), str(data.get("lang", "")), utts, sections)
+        return cls(str(data.get("mode", "llm")), str(data.get("lang", "")), utts, sections,
+                   str(data.get("layer", "live")))
 
 
 def _ranges(utts: Iterable[int]) -> list[list[int]]:

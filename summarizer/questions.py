@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from library.folder import Final, fmt_clock, speaker_name
 
-__all__ = ["Question", "QUESTIONS_HEADING", "audience_questions", "render_questions", "spoken"]
+__all__ = ["Question", "QUESTIONS_HEADING", "audience_questions", "render_questions", "spoken",
+           "with_questions"]
 
 QUESTIONS_HEADING = "## Questions from the audience"
 _MAX_CHARS = 600
@@ -79,6 +80,12 @@ def render_questions(finals: Sequence[Final]) -> str:
         if q.answer_start is not None:
             lines.append(f"  - _Answer [{fmt_clock(q.answer_start)}]:_ {_md(q.answer)}")
     return "\n".join(lines) + "\n"
+
+
+def with_questions(markdown: str, finals: Sequence[Final]) -> str:
+    """``markdown`` (the notes), then the questions from the audience when the captions are labelled."""
+    questions = render_questions(finals)
+    return f"{markdown.rstrip()}\n\n{questions}" if questions else markdown
 
 
 def _joined(finals: Sequence[Final]) -> str:

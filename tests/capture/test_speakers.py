@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from capture.pipeline import CaptureOptions, CapturePipeline, Resume
-from capture.speakers import SpeakerLabeller
+from capture.speakers import SpeakerLabeller, label_lecture
 from capture.utterance import Utterance
 from capture.voices import SpeakerTrack
 from live.server import Worker
@@ -95,6 +95,20 @@ def test_audience_numbers_go_on_after_the_ones_a_resumed_session_holds():
     labeller = SpeakerLabeller(first_audience=3)
     labeller.label(said(lecturer, rng), 5.0)
     assert labeller.label(said(student, rng), 3.0) == "audience-3"
+
+
+def test_offline_the_lecturer_is_the_voice_with_most_speech_over_the_whole_lecture():
+    rng = np.random.default_rng(5)
+    host, lecturer, student = voices(3)
+    plan = [(host, 5.0)] * 4 + [(lecturer, 5.0)] * 5 + [(student, 3.0)] + [(lecturer, 5.0)] * 4
+    said_ = [(said(voice, rng), seconds) for voice, seconds in plan]
+    online = SpeakerLabeller()
+    assert [online.label(e, s) for e, s in said_][:5] == ["lecturer"] * 4 + ["audience-1"], \
+        "online, 45 s of the lecturer do not lead the host's 20 s by the margin"
+    labels = label_lecture(said_)
+    assert labels == ["audience-1"] * 4 + ["lecturer"] * 5 + ["audience-2"] + ["lecturer"] * 4
+    assert label_lecture([(said(host, rng), 4.0) for _ in range(30)]) == ["lecturer"] * 30
+    assert label_lecture([(None, 2.0)]) == [None]
 
 
 class ToneEncoder:

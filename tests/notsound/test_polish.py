@@ -25,6 +25,8 @@ from models import EngineOptions
 from notsound.polish import PolishError, polish_session
 from tests import speech
 from tests.capture.test_segmenter import tone
+from tests.capture.test_speakers import ToneEncoder
+from tests.capture.test_speakers import tone as pitched
 
 #: (start, length) of the tone bursts in the recording; each is one live final
 BURSTS = [(0.5, 1.0), (3.0, 1.5), (7.0, 1.0), (10.0, 2.0), (15.0, 1.0)]
@@ -124,6 +126,65 @@ def test_a_corrupt_recording_keeps_every_live_caption(tmp_path):
     polish_session(folder, CountingEngine(), notify=notices.append)
     assert [f.text for f in read_layer(folder)] == [f.text for f in read_finals(folder)]
     assert any("cannot decode" in n or "holds no audio" in n for n in notices)
+
+
+def voiced_session(folder: Path, plan: str) -> Path:
+    """``L`` a 2.5 s lecturer sentence (220 Hz), ``Q`` a 1.5 s question (550 Hz), each a live final 4 s apart."""
+    pcm = speech.silence(4.0 * len(plan) + 1.0)
+    journal = Journal(folder)
+    for utt, who in enumerate(plan):
+        start, length = 0.5 + 4.0 * utt, 2.5 if who == "L" else 1.5
+        i = round(start * speech.SAMPLE_RATE)
+        pcm[i:i + round(length * speech.SAMPLE_RATE)] = pitched(length, 220.0 if who == "L" else 550.0)
+        journal.append(Final(utt, start - 0.1, start + length + 0.1, f"live {utt}", "en"))
+    journal.close()
+    writer = OpusWriter(new_part_path(folder, 0.0))
+    writer.write(pcm)
+    writer.close()
+    return folder
+
+
+def test_polish_labels_every_line_from_its_voice_over_the_whole_lecture(tmp_path):
+    plan = "LLLQLLLQQLL"
+    folder = voiced_session(tmp_path / "s", plan)
+    polish_session(folder, CountingEngine(), window_s=3.0, speakers=ToneEncoder)
+    polished = read_layer(folder)
+    assert len(polished) == len(plan)
+    assert [f.speaker for f in polished] == ["lecturer" if who == "L" else "audience-1" for who in plan]
+    assert '"speaker":"audience-1"' in (folder / POLISHED).read_text()
+    assert not any(f.speaker for f in read_finals(folder)), "the live journal stays as it was"
+
+
+def test_a_one_voice_recording_is_all_lecturer_and_without_an_encoder_nobody_is_labelled(tmp_path):
+    folder = voiced_session(tmp_path / "one", "LLLLLL")
+    polish_session(folder, CountingEngine(), window_s=3.0, speakers=ToneEncoder)
+    assert {f.speaker for f in read_layer(folder)} == {"lecturer"}
+    plain = voiced_session(tmp_path / "plain", "LLQLL")
+    polish_session(plain, CountingEngine(), window_s=3.0)
+    assert {f.speaker for f in read_layer(plain)} == {""}
+    result = polish_session(plain, CountingEngine(), window_s=3.0, speakers=ToneEncoder)
+    assert not result.already, "labels asked for now: polished again"
+    assert [f.speaker for f in read_layer(plain)] == ["lecturer"] * 2 + ["audience-1"] + ["lecturer"] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not speech.have_espeak(), reason="espeak-ng and sox are required")
+def test_the_speaker_model_hears_one_voice_in_a_lecture_of_one_voice(tmp_path):
+    pytest.importorskip("resemblyzer")
+    from capture.voices import ResemblyzerEncoder
+
+    pcm = speech.lecture(speech.PARAGRAPH[:4], gap_s=1.2)
+    journal, at = Journal(tmp_path), 0.5
+    for utt, sentence in enumerate(speech.PARAGRAPH[:4]):
+        length = len(speech.synth(sentence)) / speech.SAMPLE_RATE
+        journal.append(Final(utt, at, at + length, sentence, "en"))
+        at += length + 1.2
+    journal.close()
+    writer = OpusWriter(new_part_path(tmp_path, 0.0))
+    writer.write(pcm)
+    writer.close()
+    polish_session(tmp_path, CountingEngine(), window_s=5.0, speakers=ResemblyzerEncoder)
+    assert {f.speaker for f in read_layer(tmp_path)} == {"lecturer"}
 
 
 @pytest.mark.slow

@@ -83,3 +83,13 @@ def test_notes_with_a_refused_key_exits_1_and_keeps_what_it_had(env, session, fa
     assert main(["-q", "notes", str(folder)]) == 1
     assert "401" in capsys.readouterr().err
     assert not (folder / "notes.md").exists()
+
+
+def test_notes_use_the_polished_layer_unless_told_live(env, session, capsys):
+    folder = session(4)
+    live = (folder / "transcript.jsonl").read_text()
+    (folder / "transcript.polished.jsonl").write_text(live.replace('"text": "', '"text": "Polished '))
+    assert main(["-q", "notes", str(folder)]) == 0
+    assert "Polished" in (folder / "notes.md").read_text()
+    assert main(["-q", "notes", str(folder), "--live"]) == 0
+    assert "Polished" not in (folder / "notes.md").read_text()

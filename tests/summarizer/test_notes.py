@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from summarizer import NotesTask, run_notes
+from library.folder import POLISHED
+from summarizer import LLMSettings, NotesTask, run_notes
 from summarizer.files import NOTES, NOTES_STATE, TRANSCRIPT
 from summarizer.transcript import estimate_tokens
 
@@ -239,3 +240,55 @@ async def test_notes_follow_stops_when_the_session_ends(fake_llm, tmp_path):
         run_notes(folder, llm_settings(fake_llm), notes_settings(every_s=60), CANARY, follow=True), 10)
     await ender
     assert task.pending == 0 and (folder / NOTES).exists()
+
+
+def polished_session(tmp_path: Path, minutes: float = 4) -> tuple[Path, list[dict], list[dict]]:
+    """A finished session whose polished layer says the lecture in other words than the journal."""
+    live = synthetic_finals(minutes, seed=1)
+    polished = [{**f, "text": f"polished {f['text']}"} for f in synthetic_finals(minutes, seed=2)]
+    folder = write_session(tmp_path / "s1", live)
+    append_finals(folder / POLISHED, polished)
+    return folder, live, polished
+
+
+async def test_notes_of_a_polished_session_are_made_from_the_polished_layer(fake_llm, tmp_path):
+    folder, live, polished = polished_session(tmp_path)
+    task = await run_notes(folder, llm_settings(fake_llm), notes_settings(every_s=60), CANARY)
+    sent = [line for r in fake_llm.requests for line in new_part(r)]
+    assert sent == [f["text"] for f in polished]
+    assert task.state.layer == "polished" and task.state.utts == {f["utt"] for f in polished}
+
+
+async def test_the_live_flag_makes_notes_from_the_journal(fake_llm, tmp_path):
+    folder, live, polished = polished_session(tmp_path)
+    await run_notes(folder, llm_settings(fake_llm), notes_settings(every_s=60), CANARY, layer="live")
+    sent = [line for r in fake_llm.requests for line in new_part(r)]
+    assert sent == [f["text"] for f in live]
+    assert json.loads((folder / NOTES_STATE).read_text())["layer"] == "live"
+
+
+async def test_notes_made_live_are_made_again_from_the_polished_layer_once_it_exists(fake_llm, tmp_path):
+    folder, live, polished = polished_session(tmp_path)
+    (folder / POLISHED).rename(folder / "later.jsonl")  # the lecture, before its polish
+    await run_notes(folder, llm_settings(fake_llm), notes_settings(every_s=60), CANARY)
+    assert "polished" not in (folder / NOTES).read_text()
+    during = len(fake_llm.requests)
+    (folder / "later.jsonl").rename(folder / POLISHED)  # `notsound polish` finished
+    task = await run_notes(folder, llm_settings(fake_llm), notes_settings(every_s=60), CANARY)
+    sent = [line for r in fake_llm.requests[during:] for line in new_part(r)]
+    assert sent == [f["text"] for f in polished], "every polished caption once, none of the live ones"
+    assert task.state.layer == "polished" and len(task.state.sections) == len(fake_llm.requests) - during
+    assert task.state.sections[0].start == polished[0]["start"]
+
+
+async def test_an_outline_follows_the_layer_too(tmp_path):
+    folder, live, polished = polished_session(tmp_path)
+    (folder / POLISHED).rename(folder / "later.jsonl")
+    await run_notes(folder, LLMSettings(), notes_settings(), None)
+    assert "polished" not in (folder / NOTES).read_text()
+    (folder / "later.jsonl").rename(folder / POLISHED)
+    task = await run_notes(folder, LLMSettings(), notes_settings(), None)
+    assert task.state.layer == "polished" and task.state.utts == {f["utt"] for f in polished}
+    assert "polished" in (folder / NOTES).read_text()
+    await run_notes(folder, LLMSettings(), notes_settings(), None, layer="live")
+    assert "polished" not in (folder / NOTES).read_text()

@@ -445,8 +445,7 @@ def _add_notes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", dest="every_s", type=float, help="seconds of new speech per update (default 120)")
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's slides (.pptx, .pdf, .md, .txt) as a glossary; stored in the session")
-    p.add_argument("--live", dest="layer", action="store_const", const="live", default="best",
-                   help="use the live captions even where a polished transcript exists (notsound polish)")
+    _add_layer_flag(p, default="best")
     p.set_defaults(func=_cmd_notes)
 
 
@@ -489,8 +488,7 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
                         "so later commands use them without the flag")
     p.add_argument("--no-stream", dest="stream", action="store_false", default=None,
                    help="do not stream the summary to the terminal while it is written")
-    p.add_argument("--live", dest="layer", action="store_const", const="live", default=None,
-                   help="use the live captions even where a polished transcript exists (notsound polish)")
+    _add_layer_flag(p)
     p.set_defaults(func=_cmd_summary)
 
 
@@ -505,6 +503,12 @@ def _cmd_summary(args: argparse.Namespace, toml: dict) -> int:
     print(f"\nnotsound: wrote {path}", file=sys.stderr)
     return EXIT_OK
 
+
+
+def _add_layer_flag(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--live``: read the live journal even where ``notsound polish`` wrote a better layer."""
+    p.add_argument("--live", dest="layer", action="store_const", const="live", default=default,
+                   help="use the live captions even where a polished transcript exists (notsound polish)")
 
 def _add_ask(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ask", help="ask questions about a lecture (or, with --all, about every lecture)")
@@ -521,8 +525,7 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:
                    help="do not stream answers to the terminal")
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's deck (.pptx, .pdf, .md, .txt), stored in the session for later questions")
-    p.add_argument("--live", dest="layer", action="store_const", const="live", default=None,
-                   help="use the live captions even where a polished transcript exists (notsound polish)")
+    _add_layer_flag(p)
     p.set_defaults(func=_cmd_ask)
 
 
@@ -625,8 +628,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="srt/vtt: each caption with its translation under it (see live --translate)")
     p.add_argument("--translated", action="store_true", help="the translation instead of the captions")
     p.add_argument("--lang", help="which translation (default: the latest made)")
-    p.add_argument("--live", dest="layer", action="store_const", const="live", default=None,
-                   help="use the live captions even where a polished transcript exists (notsound polish)")
+    _add_layer_flag(p)
     p.set_defaults(func=_cmd_export)
 
 

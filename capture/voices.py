@@ -1,12 +1,16 @@
 """Voice embeddings on the capture side, beside the stream: the speaker label of each final.
 
 A :class:`SpeakerTrack` embeds each utterance's audio in one background
-thread while the worker decodes it: from the moment the speech pauses (the
-audio then is likely all of it, as for early finals) or, failing that, when
-it ends. When the final arrives the embedding is usually done, and
-:meth:`SpeakerTrack.label` hands it to the run's
-:class:`~capture.speakers.SpeakerLabeller`. A final whose embedding is late
-waits for it, at most ``wait_s``.
+thread while it is spoken, a window at a time: every 1.6 s of audio
+(:data:`WINDOW_S`, one window of the encoder) is embedded once, as soon as
+it has streamed, so the work is spread over the speech instead of landing
+where the worker decodes the final. When the speech pauses (the audio then
+is likely all of it, as for early finals) or the utterance ends, its end gets
+one more window if it is long enough to matter (:func:`window_spans`). An
+utterance's embedding is the mean of its windows'. When the final arrives
+the windows are usually done, and :meth:`SpeakerTrack.label` hands their
+mean to the run's :class:`~capture.speakers.SpeakerLabeller`. A final whose
+windows are late waits for them, at most ``wait_s``.
 
 The encoder is Resemblyzer's pretrained ``VoiceEncoder`` (GE2E, 256-d): its
 weights ship inside its wheel (``resemblyzer/pretrained.pt``), so nothing
@@ -26,20 +30,30 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Protocol
 
 import numpy as np
 
-from capture.segmenter import Event, UtteranceEnded, UtterancePaused, UtteranceStarted
+from capture.segmenter import (
+    Event,
+    UtteranceAudio,
+    UtteranceEnded,
+    UtterancePaused,
+    UtteranceStarted,
+)
 from capture.speakers import SpeakerLabeller
 from capture.utterance import Utterance
 from common.audio import SAMPLE_RATE
 from wire.protocol import Caption
 
-__all__ = ["Encoder", "ResemblyzerEncoder", "SpeakerTrack", "TrackStats", "encoder_installed"]
+__all__ = ["Encoder", "ProcessEncoder", "ResemblyzerEncoder", "SpeakerTrack", "VoiceProcessError", "TrackStats", "WINDOW_S", "embed_windowed",
+           "encoder_installed", "end_span", "mean_embedding", "window_spans"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +61,45 @@ log = logging.getLogger(__name__)
 MIN_VOICED_S = 0.3
 #: most 1.6 s windows an utterance's embedding averages (long utterances: spread evenly)
 MAX_WINDOWS = 8
+#: the track's window: one partial utterance of the encoder (160 frames of 10 ms)
+WINDOW_S = 1.6
+#: an utterance's end beyond its last window gets a window of its own from this long
+TAIL_S = 0.8
+
+
+def end_span(samples: int) -> tuple[int, int] | None:
+    """The window that ends an utterance of ``samples`` samples, if it needs one: the last
+    :data:`WINDOW_S` when the part after its last whole window is at least :data:`TAIL_S`,
+    the whole utterance when it is shorter than one window, else none."""
+    width = round(WINDOW_S * SAMPLE_RATE)
+    whole = samples // width
+    if samples <= 0 or (whole and samples - whole * width < TAIL_S * SAMPLE_RATE):
+        return None
+    return (max(0, samples - width), samples)
+
+
+def window_spans(samples: int, *, ended: bool, done: int = 0) -> list[tuple[int, int]]:
+    """The windows ``(start, stop)`` of an utterance of ``samples`` samples, after its first ``done``:
+    the back-to-back :data:`WINDOW_S` windows it holds and, once ``ended``, its :func:`end_span`."""
+    width = round(WINDOW_S * SAMPLE_RATE)
+    spans = [(k * width, (k + 1) * width) for k in range(done, samples // width)]
+    last = end_span(samples) if ended else None
+    return spans + ([last] if last is not None else [])
+
+
+def mean_embedding(parts: list[np.ndarray]) -> np.ndarray | None:
+    """The unit mean of window embeddings (``None`` when there is none)."""
+    if not parts:
+        return None
+    mean = np.mean(parts, axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else None
+
+
+def embed_windowed(encoder: Encoder, pcm: np.ndarray) -> np.ndarray | None:
+    """An ended utterance's embedding as :class:`SpeakerTrack` makes it (the benchmark's measure)."""
+    parts = [encoder.embed(pcm[a:b]) for a, b in window_spans(len(pcm), ended=True)]
+    return mean_embedding([e for e in parts if e is not None])
 
 
 def encoder_installed() -> bool:
@@ -98,6 +151,103 @@ class ResemblyzerEncoder:
         return mean / norm if norm > 0 else None
 
 
+#: how much lower the voice process's priority is than the capture's (``nice``)
+VOICE_NICE = 10
+
+
+class VoiceProcessError(RuntimeError):
+    """The voice process failed or went away."""
+
+
+class ProcessEncoder:
+    """:class:`ResemblyzerEncoder` in a process of its own, at lower priority, on one torch thread.
+
+    The decode of a final and the embedding of its utterance come at the
+    same moment; on a machine of few cores, an encoder in this process (its
+    torch threads at the capture's priority, or a worker's engine beside it)
+    takes cores the decode needs. In a child process it runs on one thread,
+    niced by :data:`VOICE_NICE`, so it gets what the rest leaves. Audio goes
+    to it and embeddings come back over a pipe, in memory only.
+
+    Made (and so started) in the track's background thread; :meth:`embed`
+    blocks that thread, never the event loop.
+    """
+
+    def __init__(self, start_timeout_s: float = 120.0, embed_timeout_s: float = 30.0):
+        context = multiprocessing.get_context("spawn")  # never fork a process that has threads
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve_voices, args=(child,), daemon=True,
+                                        name="notsound-voices")
+        self._process.start()
+        child.close()
+        self.embed_timeout_s = embed_timeout_s
+        try:
+            self._receive(start_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+
+    def embed(self, pcm: np.ndarray) -> np.ndarray | None:
+        try:
+            self._conn.send_bytes(np.ascontiguousarray(pcm, dtype="<i2").tobytes())
+        except OSError:
+            raise self._ended() from None
+        return self._receive(self.embed_timeout_s)
+
+    def close(self) -> None:
+        """Stop the child (it also stops by itself when this process goes away)."""
+        try:
+            self._conn.send_bytes(b"")
+        except (OSError, ValueError):
+            pass
+        self._conn.close()
+        self._process.join(5.0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+    def _receive(self, timeout_s: float) -> np.ndarray | None:
+        if not self._conn.poll(timeout_s):
+            raise VoiceProcessError(f"the voice process did not answer within {timeout_s:g} s")
+        try:
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise self._ended() from None
+        if status == "error":
+            raise VoiceProcessError(value)
+        return value
+
+
+    def _ended(self) -> VoiceProcessError:
+        self._process.join(1.0)
+        return VoiceProcessError(f"the voice process ended (exit code {self._process.exitcode})")
+
+
+def _serve_voices(conn: Connection) -> None:
+    """The voice process: load the encoder, then embed each clip received until an empty one."""
+    os.nice(VOICE_NICE)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        encoder = ResemblyzerEncoder()
+    except Exception as exc:  # process boundary: the parent reports it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except EOFError:
+            return
+        if not data:
+            return
+        try:
+            conn.send(("ok", encoder.embed(np.frombuffer(data, dtype="<i2"))))
+        except Exception as exc:  # process boundary: this clip fails, the next may not
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
 @dataclass
 class TrackStats:
     """What a track did: finals labelled, and seconds finals waited for their embedding."""
@@ -108,9 +258,16 @@ class TrackStats:
 
 
 @dataclass(eq=False)
-class _Job:
-    samples: int
-    future: Future
+class _Windows:
+    """One utterance's windows: the whole ones submitted, and the one at its (likely) end."""
+
+    utterance: Utterance
+    whole: list[Future] = field(default_factory=list)
+    tail: Future | None = None
+    tail_at: int = -1  # the samples the end window was made for (-1: none yet)
+
+    def futures(self) -> list[Future]:
+        return self.whole + ([self.tail] if self.tail is not None else [])
 
 
 class SpeakerTrack:
@@ -120,7 +277,7 @@ class SpeakerTrack:
     is the run's labeller. Call :meth:`close` at the end of the run.
     """
 
-    def __init__(self, encoder: Callable[[], Encoder] = ResemblyzerEncoder,
+    def __init__(self, encoder: Callable[[], Encoder] = ProcessEncoder,
                  labeller: SpeakerLabeller | None = None, *, wait_s: float = 1.0):
         self.labeller = labeller or SpeakerLabeller()
         self.wait_s = wait_s
@@ -128,77 +285,107 @@ class SpeakerTrack:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="notsound-voices")
         self._encoder: Future = self._executor.submit(encoder)
         self._encoder.add_done_callback(_report_load)
-        self._jobs: dict[int, _Job] = {}
-        self._open: dict[int, Utterance] = {}  # utterances still spoken, for their pauses
+        self._utts: dict[int, _Windows] = {}
 
     def on_event(self, event: Event) -> None:
-        """Follow the segmenter: embed an utterance when its speech pauses or it ends."""
+        """Follow the segmenter: embed each whole window as it streams, and the end at a pause or the end."""
         if isinstance(event, UtteranceStarted):
-            self._open[event.utt] = event.utterance
+            self._utts[event.utt] = _Windows(event.utterance)
+        elif isinstance(event, UtteranceAudio):
+            windows = self._utts.get(event.utt)
+            if windows is not None:
+                self._grow(windows)
         elif isinstance(event, UtterancePaused):
-            utterance = self._open.get(event.utt)
-            if utterance is not None:
-                self._submit(utterance, event.samples)
+            windows = self._utts.get(event.utt)
+            if windows is not None:
+                self._end(windows, event.samples)
         elif isinstance(event, UtteranceEnded):
-            self._open.pop(event.utt, None)
             self.embed(event.utterance)
 
     def embed(self, utterance: Utterance) -> None:
-        """Embed ``utterance`` as it is now (unless that is already under way)."""
-        job = self._jobs.get(utterance.utt)
-        if job is None or job.samples != utterance.samples or job.future.cancelled():
-            self._submit(utterance, utterance.samples)
+        """Embed ``utterance``, which has ended (what is not already under way)."""
+        windows = self._utts.setdefault(utterance.utt, _Windows(utterance))
+        self._grow(windows)
+        self._end(windows, utterance.samples)
 
     def ready(self, utt: int) -> bool:
         """Whether the label of ``utt`` can be given without waiting."""
-        job = self._jobs.get(utt)
-        return job is None or job.future.done()
+        windows = self._utts.get(utt)
+        return windows is None or all(f.done() for f in windows.futures())
 
     async def wait(self, utt: int) -> None:
-        """Wait (at most ``wait_s``) until the embedding of ``utt`` is done."""
-        job = self._jobs.get(utt)
-        if job is not None and not job.future.done():
-            await asyncio.wait({asyncio.wrap_future(job.future)}, timeout=self.wait_s)
+        """Wait (at most ``wait_s``) until the windows of ``utt`` are done."""
+        windows = self._utts.get(utt)
+        pending = {asyncio.wrap_future(f) for f in windows.futures() if not f.done()} if windows else set()
+        if pending:
+            await asyncio.wait(pending, timeout=self.wait_s)
 
     def label(self, caption: Caption, waited_s: float = 0.0) -> str | None:
         """The speaker of ``caption`` (``None``: nothing said, or no voice known yet).
 
         Its embedding is dropped here, used or not.
         """
-        job = self._jobs.pop(caption.utt, None)
-        embedding = None
-        if job is not None:
-            if job.future.done() and not job.future.cancelled() and job.future.exception() is None:
-                embedding = job.future.result()
-            else:
-                job.future.cancel()
-                self.stats.late += 1
+        windows = self._utts.pop(caption.utt, None)
+        parts = []
+        for future in windows.futures() if windows is not None else []:
+            if not future.done():
+                future.cancel()
+                continue
+            if not future.cancelled() and future.exception() is None and future.result() is not None:
+                parts.append(future.result())
+        if windows is not None and not all(f.done() for f in windows.futures()):
+            self.stats.late += 1
         self.stats.waits.append(waited_s)
         if not caption.text.strip():  # music, noise, a cough: no speaker, nothing learnt
             return None
-        speaker = self.labeller.label(embedding, caption.end - caption.start)
+        speaker = self.labeller.label(mean_embedding(parts), caption.end - caption.start)
         if speaker is not None:
             self.stats.labelled += 1
         return speaker
 
     def close(self) -> None:
-        for job in self._jobs.values():
-            job.future.cancel()
-        self._jobs.clear()
-        self._open.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for windows in self._utts.values():
+            for future in windows.futures():
+                future.cancel()
+        self._utts.clear()
+        self._executor.submit(self._close_encoder)  # after the embedding under way, if any
+        self._executor.shutdown(wait=False)
 
-    def _submit(self, utterance: Utterance, samples: int) -> None:
-        """Queue the embedding of the first ``samples`` of ``utterance`` (its chunks as they are now)."""
-        job = self._jobs.get(utterance.utt)
-        if job is not None:
-            job.future.cancel()  # the speech went on: that audio was not all of it
+    def _close_encoder(self) -> None:
+        if self._encoder.done() and self._encoder.exception() is None:
+            close = getattr(self._encoder.result(), "close", None)
+            if close is not None:
+                close()
+
+    def _grow(self, windows: _Windows) -> None:
+        """Queue the whole windows streamed since the last; speech after a pause voids its end window."""
+        samples = windows.utterance.samples
+        if windows.tail is not None and samples > windows.tail_at:
+            windows.tail.cancel()
+            windows.tail, windows.tail_at = None, -1
+        for span in window_spans(samples, ended=False, done=len(windows.whole)):
+            windows.whole.append(self._submit(windows.utterance, *span))
+
+    def _end(self, windows: _Windows, samples: int) -> None:
+        """Queue the window that ends the utterance if it ends after ``samples`` (unless queued).
+
+        The whole windows before it are queued already (:meth:`_grow` came first)."""
+        if windows.tail_at == samples:
+            return
+        if windows.tail is not None:
+            windows.tail.cancel()
+        span = end_span(samples)
+        windows.tail = self._submit(windows.utterance, *span) if span is not None else None
+        windows.tail_at = samples
+
+    def _submit(self, utterance: Utterance, start: int, stop: int) -> Future:
+        """Queue the embedding of samples ``[start, stop)`` of ``utterance`` (its chunks as they are now)."""
         chunks = list(utterance.chunks)  # the arrays themselves; a later append does not touch them
-        self._jobs[utterance.utt] = _Job(samples, self._executor.submit(self._embed, chunks, samples))
+        return self._executor.submit(self._embed, chunks, start, stop)
 
-    def _embed(self, chunks: list[np.ndarray], samples: int) -> np.ndarray | None:
+    def _embed(self, chunks: list[np.ndarray], start: int, stop: int) -> np.ndarray | None:
         encoder = self._encoder.result()
-        pcm = np.concatenate(chunks)[:samples] if chunks else np.zeros(0, dtype=np.int16)
+        pcm = np.concatenate(chunks)[start:stop] if chunks else np.zeros(0, dtype=np.int16)
         return encoder.embed(pcm)
 
 

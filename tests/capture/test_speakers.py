@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from capture.pipeline import CaptureOptions, CapturePipeline, Resume
+from capture.segmenter import UtteranceAudio, UtteranceEnded, UtterancePaused, UtteranceStarted
 from capture.speakers import SpeakerLabeller, label_lecture
 from capture.utterance import Utterance
-from capture.voices import SpeakerTrack
+from capture.voices import SpeakerTrack, end_span, window_spans
 from live.server import Worker
 from models import EngineOptions, create_engine
 from tests.capture.test_pipeline import Heard, MemorySource
@@ -177,6 +178,76 @@ async def test_a_late_embedding_is_waited_for_only_so_long():
         assert track.label(caption(0)) is None and track.stats.late == 1
     finally:
         gate.set()
+        track.close()
+
+
+def test_an_utterance_is_embedded_in_whole_windows_and_its_end_only_when_it_matters():
+    w = 25600  # 1.6 s
+    assert window_spans(16000, ended=False) == []
+    assert window_spans(16000, ended=True) == [(0, 16000)], "shorter than a window: all of it"
+    assert window_spans(56000, ended=True) == [(0, w), (w, 2 * w)], "a 0.3 s end adds little: none"
+    assert window_spans(64000, ended=True) == [(0, w), (w, 2 * w), (64000 - w, 64000)]
+    assert window_spans(64000, ended=True, done=2) == [(64000 - w, 64000)]
+    assert end_span(0) is None and end_span(w) is None
+
+
+def stream(track: SpeakerTrack, utterance: Utterance, pcm: np.ndarray, block: int = 1600) -> None:
+    for i in range(0, len(pcm), block):
+        track.on_event(UtteranceAudio(utterance.utt, utterance.append(pcm[i:i + block])))
+
+
+async def test_windows_are_embedded_while_the_utterance_is_spoken_each_once():
+    encoder = ToneEncoder()
+    track = SpeakerTrack(lambda: encoder, wait_s=5.0)
+    try:
+        utterance = Utterance(0, 0.0)
+        track.on_event(UtteranceStarted(utterance))
+        stream(track, utterance, tone(3.3, 220))
+        await track.wait(0)
+        assert encoder.calls == 2, "two whole windows streamed: both embedded before the end"
+        utterance.finish(3.3)
+        track.on_event(UtteranceEnded(utterance))
+        await track.wait(0)
+        assert encoder.calls == 2, "0.1 s after the last window: nothing more to embed"
+        assert track.label(Caption(0, 0.0, 3.3, "words")) == "lecturer"
+    finally:
+        track.close()
+
+
+class HeardLabeller(SpeakerLabeller):
+    """A labeller that keeps the embeddings it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.embeddings: list[np.ndarray | None] = []
+
+    def label(self, embedding, seconds):
+        self.embeddings.append(embedding)
+        return super().label(embedding, seconds)
+
+
+async def test_speech_after_a_pause_voids_the_window_made_for_that_pause():
+    encoder = ToneEncoder()
+    labeller = HeardLabeller()
+    track = SpeakerTrack(lambda: encoder, labeller, wait_s=5.0)
+    try:
+        utterance = Utterance(0, 0.0)
+        track.on_event(UtteranceStarted(utterance))
+        stream(track, utterance, tone(1.0, 220))
+        track.on_event(UtterancePaused(0, utterance.samples, 1.0))
+        await track.wait(0)
+        assert encoder.calls == 1, "at the pause: the whole utterance so far, being shorter than a window"
+        stream(track, utterance, tone(2.2, 550))  # it went on, in another voice
+        utterance.finish(3.2)
+        track.on_event(UtteranceEnded(utterance))
+        await track.wait(0)
+        assert encoder.calls == 3, "two whole windows; nothing after them"
+        track.label(Caption(0, 0.0, 3.2, "words"))
+        low, high = ToneEncoder().embed(tone(1.0, 220)), ToneEncoder().embed(tone(1.0, 550))
+        expected = (low + high) / np.linalg.norm(low + high)
+        np.testing.assert_allclose(labeller.embeddings, [expected], atol=1e-9,
+                                   err_msg="the mean of the two windows, without the pause's")
+    finally:
         track.close()
 
 

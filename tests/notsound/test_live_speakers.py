@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.speakers import build_lecture, solo_lecture
@@ -73,3 +74,93 @@ def test_a_lecture_of_one_voice_has_no_audience(tmp_path):
 def _finals_of(finals, sentence) -> list:
     """The finals whose middle lies within ``sentence`` (the segmenter may cut a long one)."""
     return [f for f in finals if sentence.start - 0.3 <= (f.start + f.end) / 2 <= sentence.end + 0.3]
+
+
+def test_the_voice_process_embeds_as_the_encoder_does_here_and_goes_away_when_closed():
+
+    from capture.voices import ProcessEncoder, ResemblyzerEncoder, VoiceProcessError
+    from tests.speech import silence, synth
+
+    clip = synth("The water cycle moves water between the sea, the air and the land.")
+    here = ResemblyzerEncoder().embed(clip)
+    there = ProcessEncoder()
+    try:
+        embedding = there.embed(clip)
+        assert embedding is not None and embedding.shape == here.shape
+        assert float(embedding @ here) > 0.999, "one torch thread or several: the same voice"
+        assert there.embed(silence(1.0)) is None, "no voice, no embedding"
+        child = there._process
+    finally:
+        there.close()
+    assert not child.is_alive() and child.exitcode == 0
+
+    gone = ProcessEncoder()
+    gone._process.kill()
+    gone._process.join()
+    with pytest.raises(VoiceProcessError, match="ended"):
+        gone.embed(clip)
+    gone.close()
+
+
+def music(seconds: float, seed: int = 3) -> np.ndarray:
+    """Chords on a beat: three notes with harmonics, a new chord every 0.4 s, loud as speech."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(0.4 * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = np.exp(-3.0 * t)
+    chords = []
+    for _ in range(int(seconds / 0.4)):
+        root = 110.0 * 2 ** (rng.integers(0, 24) / 12)
+        chord = sum(np.sin(2 * np.pi * root * ratio * h * t) / h
+                    for ratio in (1.0, 1.26, 1.5) for h in (1, 2, 3))
+        chords.append(chord * envelope)
+    wave = np.concatenate(chords)
+    return (wave / np.abs(wave).max() * 9000).astype(np.int16)
+
+
+def _lecture_with(interruptions: dict[int, np.ndarray], sentences: int = 10):
+    """The lecturer's sentences, with ``interruptions[k]`` (music, overlapped speech) after sentence k;
+    returns the audio and the spans of the lecturer's sentences alone."""
+    from bench.speakers import LECTURER_VOICE, MORE
+    from bench.speech import LECTURE
+    from tests.speech import silence, synth
+
+    gap = silence(0.9)
+    parts, spans, at = [silence(0.5)], [], 0.5
+    for k, text in enumerate((LECTURE + MORE)[:sentences]):
+        speech = synth(text, voice=LECTURER_VOICE)
+        spans.append((at, at + len(speech) / SAMPLE_RATE))
+        parts += [speech, gap]
+        at += (len(speech) + len(gap)) / SAMPLE_RATE
+        if k in interruptions:
+            parts += [interruptions[k], gap]
+            at += (len(interruptions[k]) + len(gap)) / SAMPLE_RATE
+    return np.concatenate(parts), spans
+
+
+def _lecturer_labels(pcm: np.ndarray, spans) -> list[str | None]:
+    from bench.speakers import label_utterances
+    from capture.voices import ResemblyzerEncoder
+
+    labels, _ = label_utterances(pcm, ResemblyzerEncoder())
+    return [label for start, end, label in labels
+            if any(min(end, b) - max(start, a) > 0.5 * (end - start) for a, b in spans)]
+
+
+def test_music_and_speech_over_speech_do_not_unseat_the_lecturer():
+    from bench.speakers import QUESTIONS
+    from tests.speech import synth
+
+    lecturer = synth("And now let us look at the next part of the cycle together.", voice="en-us")
+    student = synth(QUESTIONS[0], voice="en+f2")
+    both = np.zeros(max(len(lecturer), len(student)), np.int32)
+    both[:len(lecturer)] += lecturer
+    both[:len(student)] += student
+    overlap = np.clip(both, -32768, 32767).astype(np.int16)
+    pcm, spans = _lecture_with({3: music(6.0), 6: overlap})
+    labels = _lecturer_labels(pcm, spans)
+    assert len(labels) >= len(spans) and set(labels) == {"lecturer"}, labels
+
+
+def test_a_session_of_one_sentence_is_the_lecturer():
+    pcm, spans = _lecture_with({}, sentences=1)
+    assert _lecturer_labels(pcm, spans) == ["lecturer"]

@@ -96,9 +96,11 @@ class RoomServer:
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
         self._main: asyncio.Task | None = None
+        self._port = 0
 
     async def start(self) -> RoomServer:
         self._socket = _bind(self.settings.host, self.settings.port)
+        self._port = self._socket.getsockname()[1]
         server = uvicorn.Server(self._config)
         self._config.load()
         server.lifespan = self._config.lifespan_class(self._config)
@@ -128,8 +130,9 @@ class RoomServer:
 
     @property
     def port(self) -> int:
-        assert self._socket is not None, "room server not started"
-        return self._socket.getsockname()[1]
+        """The port bound (read from the socket at start)."""
+        assert self._port, "room server not started"
+        return self._port
 
     def url(self, path: str = "/", token: str | None = None, host: str | None = None) -> str:
         """An address of the room for a browser (with ``?t=`` when a token is needed)."""

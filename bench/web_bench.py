@@ -42,8 +42,8 @@ from pathlib import Path
 from rich.console import Console
 
 from notsound.liverun import LiveRun, LiveSettings
-from notsound.view import CaptionView
 from notsound.room import LiveSession, RoomServer, room_for
+from notsound.view import CaptionView
 from notsound.web import WebSettings
 from notsound.web_feed import CaptionFeed, FeedLimits
 from wire.protocol import Caption, Partial

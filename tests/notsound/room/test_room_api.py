@@ -189,10 +189,7 @@ def test_request_targets_queries_and_bodies_are_bounded(library: Path):
     with client(library) as c:
         assert c.get("/api/search", params={"q": "a" * 2000}).status_code == 414
         many = "&".join(f"k{i}=v" for i in range(20))
-        assert c.get(f"/api/lectures?{many}").status_code == 400
-        r = c.post(f"/api/lectures/{NAME}/ask", content=b'{"question": "' + b"x" * 5000 + b'"}',
-                   headers={"Content-Type": "application/json"})
-        assert r.status_code in (413, 503)
+        assert c.get(f"/api/lectures?{many}").status_code == 400  # bodies: test_room_ask
 
 
 def test_the_root_redirects_to_the_library_and_keeps_the_query(library: Path):

@@ -25,7 +25,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from common.errors import NotSoundError
-from library.folder import EmptySessionError
+from library.folder import EmptySessionError, FolderError
 from library.search import QueryError
 from summarizer.ask import check_question
 from summarizer.settings import no_key_help
@@ -155,6 +155,8 @@ class RoomApp:
             results = await asyncio.to_thread(self.search_index.search, query, limit, titles)
         except QueryError as exc:
             return _error(400, str(exc))
+        except FolderError as exc:  # the index cannot be opened (a read-only library folder ...)
+            return _error(503, str(exc))
         return _json({"query": query, "results": results})
 
     async def lecture(self, request: Request) -> Response:

@@ -46,6 +46,13 @@ function seek(t, play) {
   if (play) state.player.play();
 }
 
+/** Where an a.seek link points: the start of its caption (a citation) or its time. */
+function linkTime(link) {
+  const tr = state.transcript;
+  const i = link.dataset.utt === undefined ? undefined : tr.byUtt.get(Number(link.dataset.utt));
+  return i === undefined ? Number(link.dataset.t) : tr.caps[i].start;
+}
+
 function pickCaption(caption) {
   state.transcript.setFollow(true);
   seek(caption.start, true);
@@ -174,7 +181,7 @@ function wire() {
     if (!link || !state.ready) return;
     e.preventDefault();
     state.transcript.setFollow(true);
-    seek(Number(link.dataset.t), true);
+    seek(linkTime(link), true);
   });
   window.addEventListener("hashchange", () => { const t = hashTime(); if (t !== null && state.ready) seek(t, false); });
   $("help-open").addEventListener("click", () => $("help").showModal());

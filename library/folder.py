@@ -10,6 +10,7 @@ Layout of ``OUT/SESSION/`` (see DESIGN.md, "Session directory")::
     transcript.polished.jsonl   the polished layer (``notsound polish``), same line codec
     recording/         the session's audio, one Ogg Opus part a run (see library.recording)
     session.json       metadata (session, language, engine, model, started, ended)
+    slides.json        the deck's text (slides.store); slides.pdf a PDF deck kept whole
     notes.md           rolling notes, replaced atomically
     summary.md         the final summary
     pending/           audio still owed a final (capture's spool)
@@ -84,6 +85,7 @@ __all__ = [
     "SUMMARY",
     "PENDING",
     "SLIDES",
+    "SLIDES_PDF",
     "FolderError",
     "SessionNotFoundError",
     "SessionNameError",
@@ -144,6 +146,7 @@ NOTES = "notes.md"
 SUMMARY = "summary.md"
 PENDING = "pending"
 SLIDES = "slides.json"
+SLIDES_PDF = "slides.pdf"
 #: which transcript a reader takes: the polished one when present (``best``), or the one named
 LAYERS = ("best", "live", "polished")
 #: the line under the heading of a ``notes.md`` that is an outline made without an LLM
@@ -367,7 +370,7 @@ def remove_if_unused(session_dir: Path | str) -> bool:
     except OSError:
         return False
     for entry in entries:
-        if entry.name in (META, SLIDES) and entry.is_file():  # the deck is a copy of a file
+        if entry.name in (META, SLIDES, SLIDES_PDF) and entry.is_file():  # the deck is a copy of a file
             continue
         if entry.name == TRANSCRIPT and entry.is_file() and entry.stat().st_size == 0:
             continue

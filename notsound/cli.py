@@ -162,6 +162,8 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
                    help="serve a caption page, e.g. 8080 (loopback) or 0.0.0.0:8080 (the room, with a token)")
     p.add_argument("--web-token-file", type=Path, metavar="FILE",
                    help="viewer token of the caption page (default: a random one off loopback)")
+    p.add_argument("--web-owner-token-file", type=Path, metavar="FILE",
+                   help="your own token off loopback: ask and exports in the room (default: a random one)")
     p.add_argument("--slides", type=Path, metavar="FILE",
                    help="the lecture's deck (.pptx, .pdf, .md, .txt): terms as recognition hints, "
                         "finals corrected and tagged with their slide; stored in the session")
@@ -184,7 +186,8 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
         "server", "key_file", "ca_file", "input", "fast", "device", "session", "out",
         "language", "events", "plain", "notes", "translate", "slides", "record", "polish",
         "speakers")}
-    flags.update(web=args.web, web_token_file=args.web_token_file)
+    flags.update(web=args.web, web_token_file=args.web_token_file,
+                 web_owner_token_file=args.web_owner_token_file)
     settings = build_settings(LiveSettings, "live", toml=toml, flags=flags)
     _check_web(settings)
     encoder = _speaker_encoder(settings.speakers)  # a usage error for --speakers on without the model
@@ -199,7 +202,8 @@ def _cmd_live(args: argparse.Namespace, toml: dict) -> int:
                               audio_rate=0.0 if settings.fast else None)
     notes = _notes_runner(settings, toml)
     translate = _translate_runner(settings, toml)
-    result = asyncio.run(run_live(settings, worker, notes=notes, translate=translate))
+    ask = _room_ask(toml) if settings.web else None
+    result = asyncio.run(run_live(settings, worker, notes=notes, translate=translate, ask=ask))
     if settings.fast:  # how fast it went; its latency would be time queued behind the worker
         latency = f", {format_speed(result.audio_s, result.wall_s)}" if result.finals else ""
     else:
@@ -311,16 +315,33 @@ def _check_web(settings) -> None:
     """A bad ``--web`` address or token file is a usage error, before anything starts."""
     if not settings.web:
         return
+    _check_address(settings.web, settings.web_token_file, settings.web_owner_token_file)
+    if settings.web_max_viewers < 1:
+        raise CommandError("[live] web_max_viewers must be at least 1", EXIT_USAGE)
+
+
+def _check_address(spec: str, *token_files: Path | None) -> None:
     from .web import WebError, parse_web_address, read_token_file
 
     try:
-        parse_web_address(settings.web)
-        if settings.web_token_file is not None:
-            read_token_file(settings.web_token_file)
+        parse_web_address(spec)
+        for path in token_files:
+            if path is not None:
+                read_token_file(path)
     except WebError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
-    if settings.web_max_viewers < 1:
-        raise CommandError("[live] web_max_viewers must be at least 1", EXIT_USAGE)
+
+
+def _room_ask(toml: dict):
+    """How the lecture room asks (the settings and key of ``notsound ask``); None without a key."""
+    from summarizer import LLMSettings, resolve_api_key
+    from summarizer.settings import AskSettings
+
+    from .room import AskConfig
+
+    llm = build_settings(LLMSettings, "llm", toml=toml)
+    key = resolve_api_key(llm)
+    return AskConfig(llm, build_settings(AskSettings, "ask", toml=toml), key) if key else None
 
 
 def _notes_runner(settings, toml: dict):
@@ -655,6 +676,53 @@ def _cmd_export(args: argparse.Namespace, toml: dict) -> int:
     return EXIT_OK
 
 
+# -- open (the lecture room) ----------------------------------------------------
+
+
+def _add_open(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("open", help="every lecture in the browser: replay, slides, notes, search, ask")
+    p.add_argument("--out", type=Path, help="folder of session folders (default ./lectures)")
+    p.add_argument("--web", metavar="[HOST:]PORT", default="8080",
+                   help="address to serve on (default 8080 on loopback; 0.0.0.0:8080 for the room, with tokens)")
+    p.add_argument("--web-token-file", type=Path, metavar="FILE",
+                   help="viewer token (read-only) off loopback (default: a random one)")
+    p.add_argument("--web-owner-token-file", type=Path, metavar="FILE",
+                   help="your own token off loopback: ask and exports (default: a random one)")
+    p.add_argument("--no-browser", dest="browser", action="store_false",
+                   help="do not open a browser (on loopback one is opened by default)")
+    p.set_defaults(func=_cmd_open)
+
+
+def _cmd_open(args: argparse.Namespace, toml: dict) -> int:
+    from library.folder import DEFAULT_OUT
+
+    from .room import open_library
+
+    _check_address(args.web, args.web_token_file, args.web_owner_token_file)
+    out = Path(args.out).expanduser() if args.out else DEFAULT_OUT
+    room = open_library(args.web, out, token_file=args.web_token_file,
+                        owner_token_file=args.web_owner_token_file, ask=_room_ask(toml))
+    asyncio.run(_serve_room(room, args.browser))
+    return EXIT_OK
+
+
+async def _serve_room(room, browser: bool) -> None:
+    """Serve until Ctrl-C (or SIGTERM); on loopback open the browser at the library."""
+    import signal
+    import webbrowser
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with room:
+        print(room.describe(), file=sys.stderr, flush=True)
+        if browser and not room.settings.token:
+            await asyncio.to_thread(webbrowser.open, room.url("/library"))
+        print("serving until Ctrl-C", file=sys.stderr, flush=True)
+        await stop.wait()
+
+
 def _slide_labels(folder: Path) -> dict[int, str] | None:
     from slides.store import load_session_deck
 
@@ -702,7 +770,7 @@ class _Parser(argparse.ArgumentParser):
 #: subcommand builders in the order ``notsound --help`` lists them
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_live, _add_polish, _add_serve, _add_devices, _add_models, _add_keys,
-    _add_notes, _add_summary, _add_ask, _add_history, _add_export, _add_search, _add_index,
+    _add_notes, _add_summary, _add_ask, _add_history, _add_export, _add_search, _add_index, _add_open,
 ]
 
 

@@ -78,6 +78,8 @@ class LiveSettings:
         web: ``[HOST:]PORT`` of the caption page (``--web``); empty for none.
         web_token_file: file with the page's viewer token (else a random one
             when the page is not on loopback).
+        web_owner_token_file: file with the owner's token off loopback (ask and
+            exports in the lecture room; else a random one, printed as your link).
         web_max_viewers: pages connected at once.
         slides: the lecture's deck (``.pptx``, ``.pdf``, ``.md``, ``.txt``): stored in the
             session folder, its terms sent to the worker as hints, finals corrected
@@ -108,6 +110,7 @@ class LiveSettings:
     plain: bool = False
     web: str = ""
     web_token_file: Path | None = None
+    web_owner_token_file: Path | None = None
     web_max_viewers: int = 500
     slides: Path | None = None
     record: bool = True
@@ -305,8 +308,11 @@ async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
                    view: CaptionView | None = None,
                    notes: NotesRunner | None = None,
                    translate: TranslateRunner | None = None,
-                   source: AudioSource | None = None) -> LiveResult:
-    """Caption until the input ends or a signal stops it; returns what happened."""
+                   source: AudioSource | None = None, ask: Any = None) -> LiveResult:
+    """Caption until the input ends or a signal stops it; returns what happened.
+
+    ``ask``: how the lecture room answers questions (``notsound.room.AskConfig``), if at all.
+    """
     run = LiveRun(settings, view)
     view = run.view
     main = asyncio.current_task()
@@ -316,7 +322,7 @@ async def run_live(settings: LiveSettings, worker_settings: WorkerSettings,
     failed = True
     try:
         if settings.web:
-            run.feed = await _caption_page(stack, run)
+            run.feed = await _caption_page(stack, run, ask)
         with view:
             url, key = settings.server, read_key(settings.key_file)
             if not url:
@@ -403,16 +409,19 @@ def _speaker_track(run: LiveRun) -> SpeakerTrack | None:
                         wait_s=60.0 if run.settings.fast else 1.0)
 
 
-async def _caption_page(stack: contextlib.AsyncExitStack, run: LiveRun) -> CaptionFeed:
-    """Serve the caption page (``--web``) for the rest of the run; print where to open it."""
-    from .web import open_page
+async def _caption_page(stack: contextlib.AsyncExitStack, run: LiveRun, ask: Any) -> CaptionFeed:
+    """Serve the lecture room with this session live (``--web``) for the rest of the run;
+    print where to open it."""
+    from .room import open_live
 
     settings = run.settings
-    page = await stack.enter_async_context(open_page(
+    room = await stack.enter_async_context(open_live(
         settings.web, run.session_dir, token_file=settings.web_token_file,
-        max_viewers=settings.web_max_viewers))
-    print(page.describe(), file=sys.stderr, flush=True)
-    return page.feed
+        owner_token_file=settings.web_owner_token_file, max_viewers=settings.web_max_viewers,
+        ask=ask))
+    print(room.describe(), file=sys.stderr, flush=True)
+    assert room.feed is not None
+    return room.feed
 
 
 def _ready(run: LiveRun, attr: str) -> str | None:

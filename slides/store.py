@@ -2,7 +2,8 @@
 
 ``notsound live|notes|summary|ask --slides FILE`` reads the deck once with
 :func:`attach_deck`, which stores its text with the file's name and SHA-256 in
-``SESSION/slides.json`` (replaced atomically). Later commands on the session
+``SESSION/slides.json`` (replaced atomically), and a PDF deck whole as
+``SESSION/slides.pdf`` (its pages are shown as images in the lecture room). Later commands on the session
 call :func:`load_session_deck` and use the deck without the flag. A stored
 deck that cannot be read is reported and ignored: slides never stop
 captioning or notes.
@@ -14,12 +15,12 @@ import json
 import logging
 from pathlib import Path
 
-from library.folder import write_json_atomic
+from library.folder import SLIDES_PDF, write_atomic, write_json_atomic
 
 from .deck import Deck, deck_from_dict, read_deck
 from .errors import DeckError
 
-__all__ = ["SLIDES_FILE", "SLIDES_VERSION", "attach_deck", "load_session_deck", "save_deck"]
+__all__ = ["SLIDES_FILE", "SLIDES_PDF", "SLIDES_VERSION", "attach_deck", "load_session_deck", "save_deck"]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,16 @@ def attach_deck(session_dir: Path | str, path: Path | str) -> Deck:
     deck = read_deck(path)
     folder = Path(session_dir)
     current = load_session_deck(folder)
-    if current is not None and current.sha256 == deck.sha256 and current.slides == deck.slides:
+    pdf = Path(path).suffix.lower() == ".pdf"
+    if current is not None and current.sha256 == deck.sha256 and current.slides == deck.slides \
+            and (folder / SLIDES_PDF).is_file() == pdf:
         return current
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if pdf:
+            write_atomic(folder / SLIDES_PDF, Path(path).read_bytes())
+        else:
+            (folder / SLIDES_PDF).unlink(missing_ok=True)
         save_deck(folder, deck)
     except OSError as exc:
         raise DeckError(f"cannot store the deck in {folder}: {exc.strerror or exc}") from None

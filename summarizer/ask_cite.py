@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from library.folder import Final
 
-__all__ = ["Checked", "Spans", "parse_time", "check_citations", "check_library_citations", "withhold"]
+__all__ = ["Checked", "Spans", "parse_time", "cited_times", "check_citations", "check_library_citations",
+           "withhold"]
 
 _TIME = r"(?:\d{1,2}:)?\d{1,3}:\d{2}"
 _BRACKET = re.compile(rf"\[({_TIME}(?:\s*(?:,|;|–|—|-|to)\s*{_TIME})*)\]")
@@ -68,6 +69,12 @@ def parse_time(text: str) -> float | None:
     for value in values:
         seconds = seconds * 60 + value
     return float(seconds)
+
+
+def cited_times(text: str) -> list[tuple[str, str]]:
+    """Every citation of an answer, in order: ``(bracket, time)`` for each time of each bracket
+    (``("[12:34]", "12:34")``; a bracket of two times gives two pairs)."""
+    return [(match.group(0), t) for match in _BRACKET.finditer(text) for t in _TIMES.findall(match.group(1))]
 
 
 def _valid(time_text: str, spans: Spans | None) -> bool:

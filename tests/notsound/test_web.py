@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -20,14 +23,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from library.folder import Journal
-from notsound.web import (
-    CaptionPage,
-    WebError,
-    WebSettings,
-    open_page,
-    parse_web_address,
-    read_token_file,
-)
+from notsound.room import LiveSession, RoomServer, room_for
+from notsound.room import open_live as open_page
+from notsound.web import WebError, WebSettings, parse_web_address, read_token_file
 from notsound.web_feed import CaptionFeed, FeedFull, FeedLimits, render_notes
 from wire.protocol import Caption, Partial
 
@@ -41,19 +39,32 @@ def caption(utt: int, text: str | None = None, start: float | None = None) -> Ca
                    lang="en", emotion="NEUTRAL", events=())
 
 
-async def start_page(feed: CaptionFeed, **settings) -> CaptionPage:
+def CaptionPage(feed: CaptionFeed, settings: WebSettings, session_dir: Path | None = None) -> RoomServer:
+    """The room serving ``feed`` live (its session folder: ``session_dir`` or an empty temporary one)."""
+    if session_dir is None:
+        session_dir = Path(tempfile.mkdtemp(prefix="notsound-web-")) / feed.session
+    return RoomServer(room_for(session_dir.parent, settings, LiveSession(session_dir, feed)))
+
+
+async def start_page(feed: CaptionFeed, **settings) -> RoomServer:
     settings.setdefault("port", 0)
     return await CaptionPage(feed, WebSettings(**settings)).start()
 
 
+async def stop_page(page: RoomServer) -> None:
+    await page.stop()
+    if page.room.library.name.startswith("notsound-web-"):
+        shutil.rmtree(page.room.library, ignore_errors=True)
+
+
 @pytest.fixture
-async def page() -> AsyncIterator[CaptionPage]:
+async def page() -> AsyncIterator[RoomServer]:
     page = await start_page(CaptionFeed("lecture"))
     yield page
-    await page.stop()
+    await stop_page(page)
 
 
-def feed_url(page: CaptionPage, query: str = "") -> str:
+def feed_url(page: RoomServer, query: str = "") -> str:
     return f"ws://127.0.0.1:{page.port}/feed{query}"
 
 
@@ -85,13 +96,16 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
+    """GET as a browser would: redirects followed, cookies kept (the token's cookie); the
+    headers answered looked up without regard to case."""
     request = urllib.request.Request(url, headers=headers or {})
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, dict(response.headers), response.read()
+        with opener.open(request, timeout=5) as response:
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, exc.headers, exc.read()
 
 
 # -- the feed without I/O -------------------------------------------------------------
@@ -251,7 +265,7 @@ def test_a_page_off_loopback_without_a_token_is_refused():
 # -- HTTP -------------------------------------------------------------------------------
 
 
-async def test_page_and_static_files_carry_security_headers(page: CaptionPage):
+async def test_page_and_static_files_carry_security_headers(page: RoomServer):
     for path, kind in (("/", "text/html"), ("/app.js", "text/javascript"), ("/style.css", "text/css")):
         status, headers, body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{page.port}{path}")
         assert status == 200 and headers["Content-Type"].startswith(kind) and body
@@ -265,7 +279,7 @@ async def test_page_and_static_files_carry_security_headers(page: CaptionPage):
     assert status == 404
 
 
-async def test_loopback_page_answers_only_a_loopback_host(page: CaptionPage):
+async def test_loopback_page_answers_only_a_loopback_host(page: RoomServer):
     url = f"http://127.0.0.1:{page.port}/"
     assert (await asyncio.to_thread(http_get, url, {"Host": f"localhost:{page.port}"}))[0] == 200
     assert (await asyncio.to_thread(http_get, url, {"Host": f"evil.example:{page.port}"}))[0] == 403
@@ -277,13 +291,13 @@ def _raw_status(port: int, request: str) -> int:
         return int(sock.recv(64).split(b" ")[1])
 
 
-async def test_odd_requests_get_a_clear_refusal(page: CaptionPage):
+async def test_odd_requests_get_a_clear_refusal(page: RoomServer):
     port = page.port
     many = "&".join(f"k{i}=v" for i in range(20))
     assert (await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/?{many}"))[0] == 400
     assert (await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/?x={'a' * 2000}"))[0] == 414
     twice = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.example\r\n\r\n"
-    assert await asyncio.to_thread(_raw_status, port, twice) == 403
+    assert await asyncio.to_thread(_raw_status, port, twice) == 400  # malformed: refused by the parser
 
 
 async def test_off_loopback_the_page_and_feed_need_the_token():
@@ -302,10 +316,10 @@ async def test_off_loopback_the_page_and_feed_need_the_token():
             assert json.loads(await ws.recv())["type"] == "hello"
         assert TOKEN in page.url() and page.url().startswith("http://")
     finally:
-        await page.stop()
+        await stop_page(page)
 
 
-async def test_the_feed_refuses_another_sites_page(page: CaptionPage):
+async def test_the_feed_refuses_another_sites_page(page: RoomServer):
     with pytest.raises(InvalidStatus) as refused:
         await connect(feed_url(page), origin="http://evil.example")
     assert refused.value.response.status_code == 403
@@ -316,7 +330,7 @@ async def test_the_feed_refuses_another_sites_page(page: CaptionPage):
 # -- the feed over WebSocket --------------------------------------------------------------
 
 
-async def test_finals_arrive_in_order_and_the_partial_is_replaced(page: CaptionPage):
+async def test_finals_arrive_in_order_and_the_partial_is_replaced(page: RoomServer):
     feed = page.feed
     async with connect(feed_url(page)) as ws:
         assert json.loads(await ws.recv())["reset"] is True
@@ -331,7 +345,7 @@ async def test_finals_arrive_in_order_and_the_partial_is_replaced(page: CaptionP
     assert [m["text"] for m in got if m["type"] == "partial"] == ["water", "water evaporates"]
 
 
-async def test_a_dropped_connection_catches_up_with_nothing_twice_and_nothing_missing(page: CaptionPage):
+async def test_a_dropped_connection_catches_up_with_nothing_twice_and_nothing_missing(page: RoomServer):
     feed = page.feed
     seen: list[int] = []
     async with connect(feed_url(page)) as ws:
@@ -394,7 +408,7 @@ async def test_notes_md_changes_reach_the_page_rendered_safely(tmp_path: Path):
     assert "second version" in notes[1]
 
 
-async def test_a_page_that_sends_a_stream_of_frames_is_closed(page: CaptionPage):
+async def test_a_page_that_sends_a_stream_of_frames_is_closed(page: RoomServer):
     async with connect(feed_url(page)) as ws:
         await ws.recv()
         with pytest.raises(ConnectionClosed):
@@ -405,7 +419,7 @@ async def test_a_page_that_sends_a_stream_of_frames_is_closed(page: CaptionPage)
         assert ws.close_code == 1008
 
 
-async def test_a_frame_over_the_size_limit_closes_the_connection(page: CaptionPage):
+async def test_a_frame_over_the_size_limit_closes_the_connection(page: RoomServer):
     async with connect(feed_url(page)) as ws:
         await ws.recv()
         await ws.send("x" * 5000)
@@ -423,7 +437,7 @@ async def test_more_viewers_than_allowed_get_503():
                 await connect(feed_url(page))
             assert refused.value.response.status_code == 503
     finally:
-        await page.stop()
+        await stop_page(page)
 
 
 def _silent_viewer(port: int) -> socket.socket:
@@ -470,7 +484,7 @@ async def test_a_viewer_that_does_not_read_is_dropped_while_others_get_every_cap
         await wait_for(lambda: not feed.viewers)  # the reader left, the silent one was dropped
     finally:
         silent.close()
-        await page.stop()
+        await stop_page(page)
 
 
 # -- notsound live --web, end to end ----------------------------------------------------------

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from notsound.web import CaptionPage
+from notsound.room import RoomServer as CaptionPage
 from notsound.web_feed import CaptionFeed
-from tests.notsound.test_web import caption, start_page
+from tests.notsound.test_web import caption, start_page, stop_page
 from wire.protocol import Partial
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -103,7 +103,7 @@ async def browser() -> AsyncIterator:
 async def page_server() -> AsyncIterator[CaptionPage]:
     page = await start_page(CaptionFeed("2026-11-29_0900"))
     yield page
-    await page.stop()
+    await stop_page(page)
 
 
 def lecture(feed: CaptionFeed, count: int = len(LECTURE), first: int = 0) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from library.folder import Final, Journal, new_part_path, write_meta
+from library.folder import Final, Journal, new_part_path, recording_parts, write_meta
 from notsound.room import LiveSession, live_feed
 from tests.speech import have_espeak
 from tests.summarizer.llm_server import FakeLLM
@@ -288,7 +288,7 @@ def live_room(library) -> Iterator[tuple[RoomThread, Path]]:
     write_meta(folder, session=folder.name, language="en", started="2026-12-01T09:00:00+00:00")
     recording = new_part_path(folder, 0.0)
     recording.parent.mkdir(parents=True)
-    recording.write_bytes(new_part_path(lecture.folder, 0.0).read_bytes())
+    recording.write_bytes(recording_parts(lecture.folder)[0].path.read_bytes())
     served = dataclasses.replace(room(root), live=LiveSession(folder, live_feed(folder)))
     with RoomThread(served) as thread:
         yield thread, folder

@@ -52,7 +52,7 @@ def ask(tab, question: str) -> None:
     tab.fill("#question", question)
     tab.press("#question", "Enter")
     tab.locator("#turns a.cite").first.wait_for()
-    tab.locator("#transcript").focus()
+    tab.evaluate("() => { document.activeElement.blur(); document.getElementById('side').scrollTop = 0; }")
 
 
 def shoot(browser, served: RoomThread, out: Path, at: float) -> list[Path]:

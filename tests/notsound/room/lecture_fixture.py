@@ -71,10 +71,10 @@ def write_deck(path: Path) -> Path:
     pdf.set_auto_page_break(False)
     for title, body in SLIDES:
         pdf.add_page()
-        pdf.set_font("Helvetica", "B", 28)
-        pdf.cell(0, 24, title, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "", 18)
-        pdf.multi_cell(0, 10, body)
+        pdf.set_font("Helvetica", "B", 44)
+        pdf.cell(0, 40, title, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 28)
+        pdf.multi_cell(0, 14, body)
     path.parent.mkdir(parents=True, exist_ok=True)
     pdf.output(str(path))
     return path
@@ -128,10 +128,9 @@ def write_lecture(library: Path, name: str = LECTURE_NAME, deck_dir: Path | None
     attach_deck(folder, deck)
     append_translations(folder / TRANSLATIONS, [Translation(utt, "zh", text) for utt, text in TRANSLATED.items()])
     write_atomic(folder / "notes.md", _notes(captions))
-    write_atomic(folder / "summary.md", "# Summary\n\nThe water cycle in three steps "
+    write_atomic(folder / "summary.md", "# The water cycle\n\nEvaporation, condensation and rain "
                  f"[{int(captions[0].start) // 60:02d}:{int(captions[0].start) % 60:02d}].\n")
-    write_meta(folder, session=name, language="en", title="The water cycle",
-               started="2026-11-30T10:00:00+00:00", ended="2026-11-30T10:01:00+00:00")
+    write_meta(folder, session=name, language="en", started="2026-11-30T10:00:00+00:00", ended="2026-11-30T10:01:00+00:00")
     return FixtureLecture(folder, tuple(captions), deck)
 
 

@@ -34,6 +34,7 @@ pytestmark = [
 
 THEMES = ("dark", "light", "contrast")
 SEEK_SLACK_S = 0.3
+EVIL = '<img src=x onerror="window.pwned = 1"><script>window.pwned = 2</script>'
 VIEWER, OWNER = "viewer-token-0123456789", "owner-token-9876543210"
 
 
@@ -47,7 +48,7 @@ def library(tmp_path_factory) -> tuple[Path, FixtureLecture]:
     lecture = write_lecture(root)
     write_plain_lecture(root, "2026-11-23_1000", ["Photosynthesis turns light into sugar."],
                         "2026-11-23T10:00:00+00:00")
-    write_plain_lecture(root, "2026-11-16_1000", ["Plate tectonics moves the continents."],
+    write_plain_lecture(root, "2026-11-16_1000", [f"Plate tectonics moves the continents.{EVIL}"],
                         "2026-11-16T10:00:00+00:00")
     return root, lecture
 
@@ -55,7 +56,8 @@ def library(tmp_path_factory) -> tuple[Path, FixtureLecture]:
 @pytest.fixture(scope="module")
 def llm(library) -> Iterator[FakeLLM]:
     cited = library[1].captions[3]  # "When the drops become heavy ..."
-    with FakeLLM(reply=lambda request: f"The drops fall as rain, as said at [{clock(cited.start)}].") as fake:
+    answer = f"The drops fall as rain{EVIL}, as said at [{clock(cited.start)}]."
+    with FakeLLM(reply=lambda request: answer) as fake:
         yield fake
 
 
@@ -172,7 +174,6 @@ def test_a_search_result_opens_the_lecture_at_its_caption(tab, owner_room, libra
     tab.fill("#q", "heavy")  # typing alone searches (debounced)
     tab.wait_for_selector(".result-link")
     assert tab.locator(".result-link mark").first.inner_text().lower() == "heavy"
-    assert tab.locator(".result-link script, .result-link img").count() == 0
     link = tab.locator(".result-link", has_text="drops become heavy").first
     link.click()
     tab.wait_for_url(f"**/lecture/{LECTURE_NAME}#t=*")
@@ -189,7 +190,12 @@ def test_a_search_result_opens_the_lecture_at_its_caption(tab, owner_room, libra
     tab.press("#q", "Enter")
     tab.wait_for_function("() => [...document.querySelectorAll('.result-link')].some("
                           "a => a.dataset.session === '2026-11-16_1000')")
-    assert tab.errors == []
+    assert tab.locator(".result-link img, .result-link script").count() == 0
+    tab.goto(owner_room.url("/lecture/2026-11-16_1000"))
+    tab.wait_for_function("() => window.notsoundRoom && window.notsoundRoom.ready")
+    assert EVIL in tab.locator("#transcript .cap .tx").first.inner_text()
+    assert tab.locator("#transcript img, #transcript script").count() == 0
+    assert tab.evaluate("window.pwned === undefined") and tab.errors == []
 
 
 def test_an_ask_answer_streams_and_its_citation_seeks(tab, owner_room, library, llm):
@@ -201,7 +207,8 @@ def test_an_ask_answer_streams_and_its_citation_seeks(tab, owner_room, library, 
     cite = tab.locator("#turns a.cite").first
     cite.wait_for()
     assert cite.inner_text() == f"[{clock(captions[3].start)}]"
-    assert "The drops fall as rain" in tab.locator("#turns .a").first.inner_text()
+    assert EVIL in tab.locator("#turns .a").first.inner_text()  # shown as text, never run
+    assert tab.locator("#turns img, #turns script").count() == 0
     assert json.loads(llm.requests[-1].body)["stream"] is True
     watch_seeks(tab)
     cite.click()
@@ -213,7 +220,7 @@ def test_an_ask_answer_streams_and_its_citation_seeks(tab, owner_room, library, 
     notes_link.click()
     assert abs(landed(tab, 2) - target) <= SEEK_SLACK_S
     assert tab.locator("#exports a").count() >= 1
-    assert tab.errors == []
+    assert tab.evaluate("window.pwned === undefined") and tab.errors == []
 
 
 def test_a_viewer_token_can_replay_but_not_ask(browser, library):

@@ -11,7 +11,7 @@ import { followFeed } from "./live.js";
 const STEP_S = 5;
 const settings = loadSettings();
 const nextTheme = wireTheme(settings);
-const state = { lecture: null, player: null, transcript: null, slides: null, ready: false };
+const state = { lecture: null, player: null, transcript: null, slides: null, ready: false, readyMs: null };
 
 function lectureName() {
   const m = /^\/lecture\/([^/]+)\/?$/.exec(location.pathname);
@@ -127,6 +127,7 @@ function showLecture(lecture) {
   if (t !== null) seek(t, false);
   else tick();
   state.ready = true;
+  state.readyMs = performance.now();
 }
 
 function goLive(feed) {
@@ -203,6 +204,7 @@ main();
 // Read-only view of the page state, for tests and the browser console.
 window.notsoundRoom = Object.freeze({
   get ready() { return state.ready; },
+  get readyMs() { return state.readyMs; }, // since navigation start
   get time() { return state.player ? state.player.time : 0; },
   get current() { const c = state.transcript && state.transcript.caps[state.transcript.current]; return c ? c.utt : null; },
   get slide() { return state.slides ? state.slides.shown : null; },

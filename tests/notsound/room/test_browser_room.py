@@ -157,6 +157,11 @@ def test_playing_highlights_the_caption_under_the_playhead_and_the_slide_follows
     tab.wait_for_function("() => { const i = document.getElementById('slide-img');"
                           " return !i.hidden && i.complete && i.naturalWidth > 100; }")
     tab.evaluate("document.getElementById('audio').pause()")
+    tab.hover("#transcript")
+    tab.mouse.wheel(0, 200)  # the reader scrolls: the transcript stops following until asked
+    tab.locator("#resume").wait_for(state="visible")
+    tab.click("#resume")
+    assert tab.locator("#resume").is_hidden()
     watch_seeks(tab)
     tab.click(".slide-pick[data-n='3']")  # a slide: where it was first discussed
     assert abs(landed(tab) - captions[4].start) <= SEEK_SLACK_S

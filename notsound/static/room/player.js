@@ -19,9 +19,9 @@ export class Player {
 
   get ready() { return this.parts.length > 0; }
 
-  /** The session time under the playhead. */
+  /** The session time under the playhead (with no recording: the last one sought). */
   get time() {
-    if (this.index < 0) return 0;
+    if (this.index < 0) return this.wanted || 0;
     if (this.wanted !== null) return this.wanted;
     return this.parts[this.index].offset + this.audio.currentTime;
   }
@@ -49,8 +49,8 @@ export class Player {
   }
 
   seek(t) {
-    if (!this.ready) return;
     t = Math.max(0, Number(t) || 0);
+    if (!this.ready) { this.wanted = t; return; }
     const index = this.partAt(t);
     const into = t - this.parts[index].offset;
     const growing = this.live && index === this.parts.length - 1;

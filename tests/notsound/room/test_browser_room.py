@@ -320,7 +320,8 @@ def test_a_live_lecture_shows_new_captions_and_replays_the_recording(tab, live_r
     tab.click(f"#transcript .cap[data-utt='{captions[0].utt}']")  # jump back while the lecture goes on
     assert abs(landed(tab) - captions[0].start) <= SEEK_SLACK_S
     # the caption page of the live session has no serious accessibility violation either
-    tab.goto(served.url("/captions"))
-    tab.wait_for_function("() => window.notsoundFeed && window.notsoundFeed.last >= 4")
-    found = axe_api.Axe().run(tab).response["violations"]
-    assert [v["id"] for v in found if v["impact"] in ("serious", "critical")] == []
+    for query in [f"?mode=reading&theme={theme}" for theme in THEMES] + ["?mode=projector"]:
+        tab.goto(served.url("/captions" + query))
+        tab.wait_for_function("() => window.notsoundFeed && window.notsoundFeed.last >= 4")
+        found = axe_api.Axe().run(tab).response["violations"]
+        assert [v["id"] for v in found if v["impact"] in ("serious", "critical")] == [], query

@@ -282,4 +282,5 @@ def create_app(room: Room) -> Guard:
     handlers = RoomApp(room)
     app = Starlette(routes=handlers.routes(), lifespan=handlers.lifespan,
                     exception_handlers={NotFound: _not_found, HTTPException: _http_error})
+    app.router.redirect_slashes = False  # one URL per thing: "/x/" is not "/x"
     return Guard(app, room.access)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 from pathlib import Path
 
+import anyio
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -61,14 +62,13 @@ class FeedEndpoint:
             wake = asyncio.Event()
             viewer.wake = wake.set
             viewer.drop = self._dropper(ws, wake)
-            tasks = [asyncio.create_task(self._send(ws, viewer, hello, wake)),
-                     asyncio.create_task(self._read(ws))]
-            try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            async with anyio.create_task_group() as tasks:
+                async def until_done(job, *args) -> None:
+                    await job(*args)
+                    tasks.cancel_scope.cancel()  # one side ended: so does the other
+
+                tasks.start_soon(until_done, self._send, ws, viewer, hello, wake)
+                tasks.start_soon(until_done, self._read, ws)
         finally:
             feed.leave(viewer)
         with contextlib.suppress(*_CLOSED):

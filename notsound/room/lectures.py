@@ -34,6 +34,7 @@ from library.folder import (
 from library.history import session_info
 from slides.store import load_session_deck
 
+from .paths import inside
 from .render import render_markdown
 
 __all__ = ["EXPORTS", "LectureCache", "folder_signature", "lecture_row", "lecture_data", "slide_times"]
@@ -161,7 +162,7 @@ class LectureCache:
 
     def rows(self) -> list[dict[str, Any]]:
         """Every lecture of the library, newest first."""
-        folders = list_sessions(self.library)
+        folders = [f for f in list_sessions(self.library) if inside(f, self.library)]
         rows = []
         for folder in folders:
             sig = folder_signature(folder)

@@ -12,8 +12,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from notsound.room import AskConfig, Room, RoomServer
-from notsound.room.access import Access
+from notsound.room import AskConfig, LiveSession, Room, RoomServer, room_for
 from notsound.web import WebSettings
 from summarizer import LLMSettings
 from summarizer.settings import AskSettings
@@ -25,15 +24,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
 
 
-def room(library: Path, *, llm_url: str | None = None, viewer_token: str = "", owner_token: str = "") -> Room:
+def room(library: Path, *, llm_url: str | None = None, viewer_token: str = "", owner_token: str = "",
+         live: LiveSession | None = None) -> Room:
     """A room over ``library`` on 127.0.0.1 (off loopback rules when tokens are given)."""
     ask = None
     if llm_url:
         llm = LLMSettings(base_url=llm_url, timeout_s=5.0, deadline_s=10.0, max_retries=0)
         ask = AskConfig(llm=llm, settings=AskSettings(), key="sk-room-test")
     web = WebSettings(host="127.0.0.1", port=0, token=viewer_token, owner_token=owner_token)
-    access = Access(loopback=not viewer_token, viewer_token=viewer_token, owner_token=owner_token)
-    return Room(library=library, access=access, web=web, ask=ask)
+    return room_for(library, web, live=live, ask=ask)
 
 
 class RoomThread:

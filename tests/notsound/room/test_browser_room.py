@@ -9,7 +9,6 @@ serves a live session.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -301,8 +300,7 @@ def live_room(library) -> Iterator[tuple[RoomThread, Path]]:
     recording = new_part_path(folder, 0.0)
     recording.parent.mkdir(parents=True)
     recording.write_bytes(recording_parts(lecture.folder)[0].path.read_bytes())
-    served = dataclasses.replace(room(root), live=LiveSession(folder, live_feed(folder)))
-    with RoomThread(served) as thread:
+    with RoomThread(room(root, live=LiveSession(folder, live_feed(folder)))) as thread:
         yield thread, folder
 
 

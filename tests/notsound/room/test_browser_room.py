@@ -80,6 +80,7 @@ def tab(browser):
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)  # CSP refusals too
     yield page
     context.close()
 
@@ -265,6 +266,7 @@ def test_no_serious_accessibility_violation_on_any_page_or_theme(tab, owner_room
         tab.wait_for_selector("#notes-body a.seek")
         tab.wait_for_function("() => document.querySelector('#transcript .cap.current') !== null")
         assert serious() == [], f"lecture page, {theme} theme"
+    assert tab.errors == []
 
 
 def test_the_lecture_page_fits_a_phone_and_200_percent_zoom(browser, owner_room, library):
@@ -323,3 +325,4 @@ def test_a_live_lecture_shows_new_captions_and_replays_the_recording(tab, live_r
         tab.wait_for_function("() => window.notsoundFeed && window.notsoundFeed.last >= 4")
         found = axe_api.Axe().run(tab).response["violations"]
         assert [v["id"] for v in found if v["impact"] in ("serious", "critical")] == [], query
+    assert tab.errors == []

@@ -1,5 +1,8 @@
 """Caption page under load: many viewers on loopback during an accelerated lecture.
 
+The page is the lecture room's live feed (``notsound.room``: Starlette on uvicorn), as
+``notsound live --web`` serves it.
+
 A synthetic lecture (utterances of 2-9 s with 0.4-1.5 s pauses, ~2.5 words a
 second, a partial every 0.6 s of speech, the final 0.3 s after the end) is
 played ``--speed`` times faster than real time into the real ``LiveRun``
@@ -39,8 +42,9 @@ from pathlib import Path
 from rich.console import Console
 
 from notsound.liverun import LiveRun, LiveSettings
+from notsound.room import LiveSession, RoomServer, room_for
 from notsound.view import CaptionView
-from notsound.web import CaptionPage, WebSettings
+from notsound.web import WebSettings
 from notsound.web_feed import CaptionFeed, FeedLimits
 from wire.protocol import Caption, Partial
 
@@ -136,7 +140,8 @@ async def with_viewers(args: argparse.Namespace, out: Path, events: list[Event])
     feed = CaptionFeed("viewers", FeedLimits(max_viewers=args.viewers + 10))
     run.feed = feed
     results = out / "viewers.json"
-    async with CaptionPage(feed, WebSettings(port=0, ping_interval_s=60)) as page:
+    room = room_for(out, WebSettings(port=0, ping_interval_s=60), LiveSession(run.session_dir, feed))
+    async with RoomServer(room) as page:
         rss0 = rss_mb()
         clients = subprocess.Popen(
             [sys.executable, "-m", "bench.web_bench", "--viewer-clients", str(args.viewers),

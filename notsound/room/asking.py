@@ -58,8 +58,12 @@ def citations(answer: str, finals: Sequence[Final], slack_s: float = 3.0) -> lis
         seconds = parse_time(time_text)
         if seconds is None:
             continue
-        i = bisect.bisect_right(starts, seconds + 1 + slack_s) - 1
-        utt = ordered[i].utt if i >= 0 and ordered[i].end + slack_s >= seconds else None
+        i = bisect.bisect_right(starts, seconds) - 1  # the caption said at that second, else the next
+        utt = None
+        if i >= 0 and seconds <= ordered[i].end + slack_s:
+            utt = ordered[i].utt
+        elif i + 1 < len(ordered) and ordered[i + 1].start <= seconds + 1 + slack_s:
+            utt = ordered[i + 1].utt
         label = bracket if bracket == f"[{time_text}]" else time_text
         out.append({"label": label, "utt": utt, "t": seconds})
     return out

@@ -59,7 +59,9 @@ def _feed_protocol(settings: WebSettings) -> type:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so (else every answer
+    # written in two pieces waits for the client's delayed ACK, 40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
@@ -96,9 +98,11 @@ class RoomServer:
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
         self._main: asyncio.Task | None = None
+        self._port = 0
 
     async def start(self) -> RoomServer:
         self._socket = _bind(self.settings.host, self.settings.port)
+        self._port = self._socket.getsockname()[1]
         server = uvicorn.Server(self._config)
         self._config.load()
         server.lifespan = self._config.lifespan_class(self._config)
@@ -128,8 +132,9 @@ class RoomServer:
 
     @property
     def port(self) -> int:
-        assert self._socket is not None, "room server not started"
-        return self._socket.getsockname()[1]
+        """The port bound (read from the socket at start)."""
+        assert self._port, "room server not started"
+        return self._port
 
     def url(self, path: str = "/", token: str | None = None, host: str | None = None) -> str:
         """An address of the room for a browser (with ``?t=`` when a token is needed)."""

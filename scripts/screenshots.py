@@ -90,7 +90,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         lecture = library(Path(tmp) / "lectures")
         cited = lecture.captions[2]
-        stamp = f"{int(cited.start) // 60:02d}:{int(cited.start) % 60:02d}"
+        said = int(cited.start) + 1  # a second into the caption
+        stamp = f"{said // 60:02d}:{said % 60:02d}"
         with FakeLLM(reply=lambda request: f"Cold air condenses the vapour into small drops [{stamp}],"
                      " which form clouds.") as llm, \
                 RoomThread(room(Path(tmp) / "lectures", llm_url=llm.url)) as served, \

@@ -54,8 +54,8 @@ def library(tmp_path_factory) -> tuple[Path, FixtureLecture]:
 
 @pytest.fixture(scope="module")
 def llm(library) -> Iterator[FakeLLM]:
-    cited = library[1].captions[3]  # "When the drops become heavy ..."
-    answer = f"The drops fall as rain{EVIL}, as said at [{clock(cited.start)}]."
+    cited = library[1].captions[3]  # "When the drops become heavy ...", a second into it
+    answer = f"The drops fall as rain{EVIL}, as said at [{clock(cited.start + 1)}]."
     with FakeLLM(reply=lambda request: answer) as fake:
         yield fake
 
@@ -211,7 +211,7 @@ def test_an_ask_answer_streams_and_its_citation_seeks(tab, owner_room, library, 
     tab.press("#question", "Enter")
     cite = tab.locator("#turns a.cite").first
     cite.wait_for()
-    assert cite.inner_text() == f"[{clock(captions[3].start)}]"
+    assert cite.inner_text() == f"[{clock(captions[3].start + 1)}]"
     assert EVIL in tab.locator("#turns .a").first.inner_text()  # shown as text, never run
     assert tab.locator("#turns img, #turns script").count() == 0
     assert json.loads(llm.requests[-1].body)["stream"] is True

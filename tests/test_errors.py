@@ -16,7 +16,7 @@ from common.errors import EXIT_ERROR, EXIT_USAGE, NotSoundError
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("notsound", "live", "capture", "wire", "common", "models", "summarizer", "library", "slides")
 #: internal control flow, caught where it is raised: never shown to a user (besides ``_private`` classes)
-INTERNAL = {"notsound.web_feed.FeedFull"}
+INTERNAL = {"notsound.web_feed.FeedFull", "notsound.room.paths.NotFound"}
 
 
 def _exception_classes() -> dict[str, type[BaseException]]:

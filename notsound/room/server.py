@@ -89,7 +89,7 @@ class RoomServer:
         self.settings = s
         self.feed = room.live.feed if room.live else None
         self._config = uvicorn.Config(
-            create_app(room), host=s.host, port=s.port, lifespan="on", log_level="warning",
+            create_app(room), host=s.host, port=s.port, lifespan="on", log_config=None, log_level="warning",
             access_log=False, server_header=False, proxy_headers=False, http="h11",
             ws=_feed_protocol(s), ws_max_size=s.max_frame_bytes, ws_ping_interval=s.ping_interval_s,
             ws_ping_timeout=s.ping_interval_s, ws_per_message_deflate=False,

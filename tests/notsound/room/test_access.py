@@ -110,3 +110,14 @@ def test_the_feed_takes_its_token_from_the_url_or_the_cookie(library: Path):
             with c.websocket_connect("/feed", headers={**cookie, "Origin": "http://evil.example"}):
                 pass
         assert refused.value.status_code == 403
+
+
+def test_the_old_caption_link_with_its_token_still_opens_the_projector_page(library: Path):
+    with client(library, remote=True, live=library / NAME) as c:
+        first = c.get(f"/?mode=projector&t={VIEWER}", follow_redirects=False)
+        assert first.status_code == 303 and first.headers["location"] == "/?mode=projector"
+        second = c.get(first.headers["location"], follow_redirects=False)
+        assert second.status_code == 307 and second.headers["location"] == "/captions?mode=projector"
+        page = c.get(second.headers["location"])
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert VIEWER not in page.text

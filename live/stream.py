@@ -56,7 +56,7 @@ from wire.protocol import (
 from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFinal, SubmitPolish
 from .polish_jobs import PolishJobs
 
-__all__ = ["PARTIAL_BACKLOG", "CONTEXT_CHARS", "QUIET_RATIO", "SETTLE_S", "MAX_EARLY_DECODES", "EARLY_DECODE_GAP_S",
+__all__ = ["PARTIAL_BACKLOG", "CONTEXT_CHARS", "QUIET_RATIO", "MAX_EARLY_DECODES", "EARLY_DECODE_GAP_S",
            "StreamLimits", "StreamCore"]
 
 #: messages waiting to be sent beyond which new partials are dropped
@@ -65,9 +65,6 @@ PARTIAL_BACKLOG = 4
 CONTEXT_CHARS = 200
 #: a frame this far (power ratio) under the utterance's loudest is silence: -20 dB
 QUIET_RATIO = 0.01
-#: speech not yet in a partial when silence begins that is worth a partial of its own
-#: (about a short word): the last words before a pause show without waiting for the next
-SETTLE_S = 0.2
 #: early decodes of one utterance at most, and the new audio each needs after the last:
 #: a pause costs a final-priority decode, so a client cannot buy them with 2-byte frames
 MAX_EARLY_DECODES = 8
@@ -121,8 +118,6 @@ class _Open:
         self.partial_at = 0
         self.peak = 0.0  # mean power of the loudest frame so far
         self.quiet = False  # the newest frame is silence next to the loudest
-        self.spoken_at = 0  # samples up to the end of the newest frame that was not silence
-        self.settled = False  # the newest frame is the first silence after speech
         self.speculative: tuple[int, int] | None = None  # (samples, job) of a pause's decode
         self.early_decodes = 0
         self.early_at = 0  # samples when the last early decode started
@@ -133,10 +128,7 @@ class _Open:
         if len(pcm):
             power = float(np.mean(np.square(pcm, dtype=np.float64)))
             self.peak = max(self.peak, power)
-            was_quiet, self.quiet = self.quiet, power < QUIET_RATIO * self.peak
-            self.settled = self.quiet and not was_quiet
-            if not self.quiet:
-                self.spoken_at = self.samples
+            self.quiet = power < QUIET_RATIO * self.peak
 
     def audio(self) -> np.ndarray:
         if not self.chunks:
@@ -358,10 +350,8 @@ class StreamCore:
         self.audio_s += len(pcm) / SAMPLE_RATE
         interval = self._partial_interval_s(utt.samples / SAMPLE_RATE)
         # A partial waits while the newest audio is silence: it could show no new word,
-        # and in the pause after the last one it would hold up the final's decode. Only
-        # the first silent frame asks for one, when the words before it are not shown yet.
-        due = utt.samples - utt.partial_at >= interval * SAMPLE_RATE and not utt.quiet
-        if due or (utt.settled and utt.spoken_at - utt.partial_at >= SETTLE_S * SAMPLE_RATE):
+        # and in the pause after the last one it would hold up the final's decode.
+        if utt.samples - utt.partial_at >= interval * SAMPLE_RATE and not utt.quiet:
             utt.partial_at = utt.samples
             self._actions.append(RequestPartial(utt.utt, utt.ticket, utt.audio(), self.language,
                                                 self._hints()))

@@ -43,7 +43,6 @@ from live.stream import (
     EARLY_DECODE_GAP_S,
     MAX_EARLY_DECODES,
     PARTIAL_BACKLOG,
-    SETTLE_S,
     StreamCore,
     StreamLimits,
 )
@@ -137,7 +136,7 @@ class Utterance:
     def __init__(self, utt: int, start: float):
         self.utt, self.start = utt, start
         self.samples = self.partial_at = self.early = self.early_at = 0
-        self.peak, self.quiet, self.settled, self.spoken_at = 0.0, False, False, 0
+        self.peak, self.quiet = 0.0, False
         self.ticket: int | None = None
         self.speculative: tuple[int, int] | None = None  # (samples, job)
 
@@ -247,14 +246,10 @@ class Run:
             u.samples += samples
             if samples:
                 u.peak = max(u.peak, float(level * level))
-                was_quiet, u.quiet = u.quiet, level * level < 0.01 * u.peak
-                u.settled = u.quiet and not was_quiet
-                u.spoken_at = u.spoken_at if u.quiet else u.samples
+                u.quiet = level * level < 0.01 * u.peak
             requests = [a for a in self.actions if isinstance(a, RequestPartial)]
             due = u.samples - u.partial_at >= cadence(u.samples / SR) * SR and not u.quiet
-            due = due or (u.settled and u.spoken_at - u.partial_at >= SETTLE_S * SR)
-            assert len(requests) == due, ("a partial is asked for when due, unless the audio is silence, "
-                                          "and at the first silence after words not shown yet")
+            assert len(requests) == due, "a partial is asked for when due, unless the audio is silence"
             if due:
                 u.partial_at, u.ticket = u.samples, requests[0].ticket
                 assert len(requests[0].audio) == u.samples and requests[0].utt == u.utt
@@ -787,19 +782,6 @@ def test_partials_come_at_the_cadence_and_wait_while_the_newest_audio_is_silence
     assert sent(core.partial_decoded(first.ticket, "so far")) == [Partial(utt=0, text="so far")]
     feed(core, End(utt=0))
     assert core.partial_stale(first.ticket) and core.partial_decoded(first.ticket, "late") == []
-
-
-def test_the_first_silence_after_words_not_yet_shown_asks_for_a_partial_at_once():
-    core = make_core()
-    feed(core, HELLO, Start(utt=0, t=0.0))
-    assert requested(feed(core, audio(1600))) == [], "0.1 s: not due (cadence 0.21 s)"
-    assert requested(feed(core, audio(1600))) == [], "0.2 s: not due (cadence 0.22 s)"
-    (settled,) = requested(feed(core, audio(320, level=0)))
-    assert len(settled.audio) == 3520, "the speech stopped: its last words are shown now"
-    assert requested(feed(core, audio(6400, level=0))) == [], "silence goes on: nothing new to show"
-    assert len(requested(feed(core, audio(1600)))) == 1, "speech again, and due"
-    assert requested(feed(core, audio(1600))) == [], "0.1 s more: not due"
-    assert requested(feed(core, audio(320, level=0))) == [], "0.1 s not shown is less than a word: no partial"
 
 
 def test_the_engine_gets_the_tail_of_the_finals_in_whole_words_and_the_vocabulary_only_if_offered():

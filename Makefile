@@ -39,9 +39,12 @@ lint: install
 $(DEMO_DIR)/lecture.flac: scripts/make-sample.sh | install
 	@scripts/make-sample.sh $@
 
+# The session goes into ./lectures, the default library: `notsound open` (and history, search,
+# ask) then find it with no flag.
 demo: install $(DEMO_DIR)/lecture.flac
 	$(VENV)/bin/notsound live --input $(DEMO_DIR)/lecture.flac --engine whisper \
-		--out $(DEMO_DIR)/lectures --session demo-$$(date +%Y%m%d-%H%M%S)
+		--session demo-$$(date +%Y%m%d-%H%M%S)
+	@echo "next: $(VENV)/bin/notsound open   (the lecture room, in the browser)"
 
 bench: install
 	$(PY) bench/run.py

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from .paths import NotFound, recording_part, session_folder, slide_number
 from .search import RoomSearch
 
 __all__ = ["Room", "LiveSession", "create_app", "MAX_ASK_BYTES"]
+
+log = logging.getLogger(__name__)
 
 MAX_ASK_BYTES = 4096
 _STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
@@ -250,15 +253,23 @@ class RoomApp:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         live = self.room.live
+        # Live, the notes; otherwise the library list and the search index are made ready at
+        # once (reading every journal of a large library takes seconds), not at the first request.
         task = (asyncio.create_task(watch_notes(live.feed, live.folder, self.room.web.notes_poll_s))
-                if live else None)
+                if live else asyncio.create_task(asyncio.to_thread(self._warm)))
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
             await asyncio.to_thread(self.search_index.close)
+
+    def _warm(self) -> None:
+        try:
+            self.lectures.rows()
+            self.search_index.warm()
+        except Exception:  # thread boundary: the first request meets the same error and reports it
+            log.warning("the library could not be read ahead; the first request reads it", exc_info=True)
 
 
 def _question(body: bytes) -> str:

@@ -47,19 +47,29 @@ class RoomSearch:
         self._updated = float("-inf")
         self._lock = threading.Lock()
 
+    def warm(self) -> None:
+        """Open the index and bring it up to date now (the first search then needs not)."""
+        with self._lock:
+            self._fresh()
+
     def search(self, query: str, limit: int, titles: dict[str, str]) -> list[dict[str, Any]]:
         """The best hits for ``query`` as the API's result dicts (QueryError for an empty one)."""
         with self._lock:
-            if self._index is None:
-                self._index = open_index(self.library)
-            if time.monotonic() - self._updated >= self.refresh_s:
-                self._index.update()
-                self._updated = time.monotonic()
-            hits = self._index.search(query, limit=min(max(1, limit), MAX_LIMIT),
+            index = self._fresh()
+            hits = index.search(query, limit=min(max(1, limit), MAX_LIMIT),
                                       mark=(_OPEN, _CLOSE), escape=_plain)
         return [{"session": h.session, "title": titles.get(h.session, h.session),
                  "t": float(h.start) if h.start is not None else 0.0, "utt": h.utt, "kind": h.kind,
                  "snippet": segments(h.snippet)} for h in hits]
+
+    def _fresh(self) -> LectureIndex:
+        """The index, updated unless it was within ``refresh_s`` (the lock is held)."""
+        if self._index is None:
+            self._index = open_index(self.library)
+        if time.monotonic() - self._updated >= self.refresh_s:
+            self._index.update()
+            self._updated = time.monotonic()
+        return self._index
 
     def close(self) -> None:
         with self._lock:

@@ -26,7 +26,9 @@ def library(tmp_path: Path) -> Path:
     return lib
 
 
-BAD_NAMES = ["..", "%2e%2e", "%2E%2E", "..%2F..%2Fetc", "a%2Fb", "a%5Cb", "%5C..%5C", "a%00b",
+# A literal ".." is resolved by the HTTP client before it sends the request (to the room's "/"), so
+# it is sent as is by test_raw_targets_with_dot_segments_never_leave_the_library instead.
+BAD_NAMES = ["%2e%2e", "%2E%2E", "..%2F..%2Fetc", "a%2Fb", "a%5Cb", "%5C..%5C", "a%00b",
              ".hidden", "linked", "..%252F..", "~root", "%2e%2e%2f%2e%2e"]
 
 
@@ -78,6 +80,8 @@ async def test_raw_targets_with_dot_segments_never_leave_the_library(library: Pa
 
     async with RoomServer(room_for(library, settings())) as server:
         for target in ["/api/lectures/./linked", "/api/lectures/../../session.json", f"/lectures/{NAME}/recording/../../../session.json",
-                       "/lecture/..", "/api/lectures/%2e%2e/", "/static/room/../../web.py",
+                       "/lecture/..", "/api/lectures/..", "/lectures/../recording/000-0.000.opus",
+                       "/lectures/../slides/1.png", "/lectures/../export/txt", "/api/lectures/../ask",
+                       "/api/lectures/%2e%2e/", "/static/room/../../web.py",
                        "/static/room/..%2f..%2fweb.py"]:
             assert await asyncio.to_thread(_raw_get, server.port, target) == 404, target

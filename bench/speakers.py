@@ -20,6 +20,15 @@ every few sentences, a question from another voice (cycled from
   engine, ``--rtf``, which uses no CPU), with speaker labels and without,
   ``--rounds`` times each, alternating: the seconds finals waited for their
   label (median, p95) and the final latency of both.
+- ``contention``: what the embedding's CPU does to a final's decode, apart
+  from the noise of a whole run (where a final may wait behind a partial call
+  whatever the labels do): the lecture's utterances decoded as finals by the
+  worker's engine (whisper tiny.en, the worker's threads) alone, and while the
+  voice process embeds 1.6 s windows at the rate a live stream makes them
+  (one per 1.6 s of audio, as :class:`capture.voices.SpeakerTrack` does), and
+  while the encoder does so in this process instead; alternating, ``--rounds``
+  times. Reported: each clip's decode time with the encoder busy less its time
+  alone (median, p95), so the added latency of a final.
 """
 
 from __future__ import annotations
@@ -226,10 +235,91 @@ def latency(seconds: float, engine: str, rtf: float, rounds: int) -> dict:
             "final_latency_off_s": summary(off)}
 
 
+class _Embedding:
+    """A thread that embeds 1.6 s windows at the rate a live stream makes them, until stopped."""
+
+    def __init__(self, encoder, pcm: np.ndarray):
+        import threading
+
+        from capture.voices import WINDOW_S
+
+        self.encoder, self.pcm, self.window_s = encoder, pcm, WINDOW_S
+        self.windows = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-embed", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        width = int(self.window_s * SAMPLE_RATE)
+        at, due = 0, time.monotonic()
+        while not self._stop.is_set():
+            if at + width > len(self.pcm):
+                at = 0
+            self.encoder.embed(self.pcm[at:at + width])
+            self.windows += 1
+            at += width
+            due += self.window_s
+            self._stop.wait(max(0.0, due - time.monotonic()))
+
+
+def contention(minutes: float, rounds: int) -> dict:
+    """Decode time of finals alone and beside the embedding (see the module doc)."""
+    from capture.voices import ProcessEncoder, ResemblyzerEncoder
+    from live.server import default_threads
+    from models import EngineOptions, create_engine
+
+    engine = create_engine("whisper", EngineOptions(threads=default_threads()))
+    engine.load()
+    pcm, _ = build_lecture(minutes)
+    clips = [u.pcm() for u in _segment(pcm)][:24]
+    engine.transcribe(clips[:1], "en", kind="final")  # warm
+    encoders = {"process": ProcessEncoder(), "in_process": ResemblyzerEncoder()}
+    times: dict[str, list[list[float]]] = {"alone": [], "process": [], "in_process": []}
+    windows = {"process": 0, "in_process": 0}
+    try:
+        for _ in range(rounds):
+            for mode in ("alone", "process", "in_process"):
+                busy = _Embedding(encoders[mode], pcm) if mode != "alone" else None
+                with busy or _Idle():
+                    took = []
+                    for clip in clips:
+                        t0 = time.perf_counter()
+                        engine.transcribe([clip], "en", kind="final")
+                        took.append(time.perf_counter() - t0)
+                times[mode].append(took)
+                if busy is not None:
+                    windows[mode] += busy.windows
+    finally:
+        encoders["process"].close()
+    alone = np.median(np.array(times["alone"]), axis=0)  # per clip, over the rounds
+    out: dict = {"clips": len(clips), "rounds": rounds, "engine_threads": default_threads(),
+                 "decode_alone_s": summary(list(alone))}
+    for mode in ("process", "in_process"):
+        busy = np.median(np.array(times[mode]), axis=0)
+        out[f"added_{mode}_s"] = summary(list(busy - alone))
+        out[f"windows_{mode}"] = windows[mode]
+    return out
+
+
+class _Idle:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0, help="length of the multi-voice lecture")
-    p.add_argument("--parts", default="quality,latency")
+    p.add_argument("--parts", default="quality,latency,contention")
     p.add_argument("--latency-s", type=float, default=120.0, help="seconds of lecture played at real time")
     p.add_argument("--engine", default="whisper", help="latency: the worker's engine (whisper, or fake)")
     p.add_argument("--rtf", type=float, default=0.05, help="the fake engine's seconds per audio second")
@@ -243,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     if "latency" in args.parts:
         out["latency"] = latency(args.latency_s, args.engine, args.rtf, args.rounds)
         print(json.dumps(out["latency"], indent=1), flush=True)
+    if "contention" in args.parts:
+        out["contention"] = contention(min(args.minutes, 3.0), max(args.rounds, 3))
+        print(json.dumps(out["contention"], indent=1), flush=True)
     return 0
 
 

@@ -50,6 +50,7 @@ from capture.segmenter import (
 from capture.speakers import SpeakerLabeller
 from capture.utterance import Utterance
 from common.audio import SAMPLE_RATE
+from common.errors import NotSoundError
 from wire.protocol import Caption
 
 __all__ = ["Encoder", "ProcessEncoder", "ResemblyzerEncoder", "SpeakerTrack", "VoiceProcessError", "TrackStats", "WINDOW_S", "embed_windowed",
@@ -155,8 +156,8 @@ class ResemblyzerEncoder:
 VOICE_NICE = 10
 
 
-class VoiceProcessError(RuntimeError):
-    """The voice process failed or went away."""
+class VoiceProcessError(NotSoundError, RuntimeError):
+    """The voice process failed or went away (the run goes on without speaker labels)."""
 
 
 class ProcessEncoder:
@@ -253,7 +254,8 @@ class TrackStats:
     """What a track did: finals labelled, and seconds finals waited for their embedding."""
 
     labelled: int = 0
-    late: int = 0  # finals that waited ``wait_s`` and went out without their own embedding
+    late: int = 0  # finals that waited ``wait_s`` and went out without all their windows
+    failed: int = 0  # windows whose embedding failed (the voice process went away, say)
     waits: list[float] = field(default_factory=list)
 
 
@@ -326,15 +328,17 @@ class SpeakerTrack:
         Its embedding is dropped here, used or not.
         """
         windows = self._utts.pop(caption.utt, None)
+        futures = windows.futures() if windows is not None else []
+        if not all(f.done() for f in futures):
+            self.stats.late += 1
         parts = []
-        for future in windows.futures() if windows is not None else []:
+        for future in futures:
             if not future.done():
                 future.cancel()
-                continue
-            if not future.cancelled() and future.exception() is None and future.result() is not None:
+            elif not future.cancelled() and future.exception() is not None:
+                self._failed(future.exception())
+            elif not future.cancelled() and future.result() is not None:
                 parts.append(future.result())
-        if windows is not None and not all(f.done() for f in windows.futures()):
-            self.stats.late += 1
         self.stats.waits.append(waited_s)
         if not caption.text.strip():  # music, noise, a cough: no speaker, nothing learnt
             return None
@@ -342,6 +346,11 @@ class SpeakerTrack:
         if speaker is not None:
             self.stats.labelled += 1
         return speaker
+
+    def _failed(self, exc: BaseException) -> None:
+        if not self.stats.failed:
+            log.warning("speaker labels: an embedding failed (%s); labels may stay as they were", exc)
+        self.stats.failed += 1
 
     def close(self) -> None:
         for windows in self._utts.values():

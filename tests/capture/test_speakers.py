@@ -251,6 +251,36 @@ async def test_speech_after_a_pause_voids_the_window_made_for_that_pause():
         track.close()
 
 
+class BrokenEncoder(ToneEncoder):
+    """Embeds until ``broken`` is set, then fails as a voice process that went away would."""
+
+    broken = False
+
+    def embed(self, pcm):
+        if self.broken:
+            raise RuntimeError("the voice process ended")
+        return super().embed(pcm)
+
+
+async def test_an_embedding_that_fails_keeps_the_previous_label_and_says_so_once(caplog):
+    encoder = BrokenEncoder()
+    track = SpeakerTrack(lambda: encoder, wait_s=5.0)
+    try:
+        track.embed(Utterance.whole(0, 0.0, tone(2.0, 220)))
+        await track.wait(0)
+        assert track.label(caption(0)) == "lecturer"
+        encoder.broken = True
+        for utt in (1, 2):
+            track.embed(Utterance.whole(utt, utt * 3.0, tone(2.0, 550)))
+            await track.wait(utt)
+            assert track.label(caption(utt)) == "lecturer", "no embedding: the previous speaker's label"
+        assert track.stats.failed == 2
+        assert [r.message for r in caplog.records].count(
+            "speaker labels: an embedding failed (the voice process ended); labels may stay as they were") == 1
+    finally:
+        track.close()
+
+
 def labelled_pipeline(folder, url: str, heard: Heard, encoder: ToneEncoder) -> CapturePipeline:
     from capture.client import ClientOptions
 

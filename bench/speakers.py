@@ -24,11 +24,12 @@ every few sentences, a question from another voice (cycled from
   from the noise of a whole run (where a final may wait behind a partial call
   whatever the labels do): the lecture's utterances decoded as finals by the
   worker's engine (whisper tiny.en, the worker's threads) alone, and while the
-  voice process embeds 1.6 s windows at the rate a live stream makes them
-  (one per 1.6 s of audio, as :class:`capture.voices.SpeakerTrack` does), and
-  while the encoder does so in this process instead; alternating, ``--rounds``
-  times. Reported: each clip's decode time with the encoder busy less its time
-  alone (median, p95), so the added latency of a final.
+  encoder embeds 1.6 s windows in another thread at the rate a live stream
+  makes them (one per 1.6 s of audio, as :class:`capture.voices.SpeakerTrack`
+  does). Paired clip by clip (each decoded with the embedding off and on in
+  turn, the order alternating, at least 3 rounds), so the machine's drift
+  over a run cancels. Reported: each clip's decode time with the encoder busy
+  less its time alone (median, p95), so the added latency of a final.
 """
 
 from __future__ import annotations
@@ -236,7 +237,7 @@ def latency(seconds: float, engine: str, rtf: float, rounds: int) -> dict:
 
 
 class _Embedding:
-    """A thread that embeds 1.6 s windows at the rate a live stream makes them, until stopped."""
+    """A thread that embeds 1.6 s windows at the rate a live stream makes them while ``on``."""
 
     def __init__(self, encoder, pcm: np.ndarray):
         import threading
@@ -245,6 +246,7 @@ class _Embedding:
 
         self.encoder, self.pcm, self.window_s = encoder, pcm, WINDOW_S
         self.windows = 0
+        self.on = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-embed", daemon=True)
 
@@ -254,24 +256,31 @@ class _Embedding:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        self.on.set()
         self._thread.join()
 
     def _run(self) -> None:
         width = int(self.window_s * SAMPLE_RATE)
-        at, due = 0, time.monotonic()
-        while not self._stop.is_set():
+        at = 0
+        while True:
+            self.on.wait()
+            if self._stop.is_set():
+                return
+            started = time.monotonic()
             if at + width > len(self.pcm):
                 at = 0
             self.encoder.embed(self.pcm[at:at + width])
             self.windows += 1
             at += width
-            due += self.window_s
-            self._stop.wait(max(0.0, due - time.monotonic()))
+            self._stop.wait(max(0.0, self.window_s - (time.monotonic() - started)))
 
 
 def contention(minutes: float, rounds: int) -> dict:
-    """Decode time of finals alone and beside the embedding (see the module doc)."""
-    from capture.voices import ProcessEncoder, ResemblyzerEncoder
+    """Decode time of finals alone and beside the embedding (see the module doc).
+
+    Paired clip by clip: each clip is decoded with the embedding off and on, in
+    turn (the order alternating), so the machine's drift over a run cancels."""
+    from capture.voices import ResemblyzerEncoder
     from live.server import default_threads
     from models import EngineOptions, create_engine
 
@@ -280,40 +289,30 @@ def contention(minutes: float, rounds: int) -> dict:
     pcm, _ = build_lecture(minutes)
     clips = [u.pcm() for u in _segment(pcm)][:24]
     engine.transcribe(clips[:1], "en", kind="final")  # warm
-    encoders = {"process": ProcessEncoder(), "in_process": ResemblyzerEncoder()}
-    times: dict[str, list[list[float]]] = {"alone": [], "process": [], "in_process": []}
-    windows = {"process": 0, "in_process": 0}
-    try:
-        for _ in range(rounds):
-            for mode in ("alone", "process", "in_process"):
-                busy = _Embedding(encoders[mode], pcm) if mode != "alone" else None
-                with busy or _Idle():
-                    took = []
-                    for clip in clips:
-                        t0 = time.perf_counter()
-                        engine.transcribe([clip], "en", kind="final")
-                        took.append(time.perf_counter() - t0)
-                times[mode].append(took)
-                if busy is not None:
-                    windows[mode] += busy.windows
-    finally:
-        encoders["process"].close()
-    alone = np.median(np.array(times["alone"]), axis=0)  # per clip, over the rounds
-    out: dict = {"clips": len(clips), "rounds": rounds, "engine_threads": default_threads(),
-                 "decode_alone_s": summary(list(alone))}
-    for mode in ("process", "in_process"):
-        busy = np.median(np.array(times[mode]), axis=0)
-        out[f"added_{mode}_s"] = summary(list(busy - alone))
-        out[f"windows_{mode}"] = windows[mode]
+
+    def decode(clip: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        engine.transcribe([clip], "en", kind="final")
+        return time.perf_counter() - t0
+
+    out: dict = {"clips": len(clips), "rounds": rounds, "engine_threads": default_threads()}
+    encoder = ResemblyzerEncoder()
+    alone: list[float] = []
+    busy: list[float] = []
+    with _Embedding(encoder, pcm) as embedding:
+        for r in range(rounds):
+            for k, clip in enumerate(clips):
+                for running in ((False, True) if (r + k) % 2 == 0 else (True, False)):
+                    if running:
+                        embedding.on.set()
+                    else:
+                        embedding.on.clear()
+                        time.sleep(0.1)  # the window under way ends
+                    (busy if running else alone).append(decode(clip))
+    out["decode_alone_s"] = summary(alone)
+    out["added_s"] = summary([b - a for a, b in zip(alone, busy, strict=True)])
+    out["windows"] = embedding.windows
     return out
-
-
-class _Idle:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,12 +30,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import Protocol
 
 import numpy as np
@@ -50,10 +47,9 @@ from capture.segmenter import (
 from capture.speakers import SpeakerLabeller
 from capture.utterance import Utterance
 from common.audio import SAMPLE_RATE
-from common.errors import NotSoundError
 from wire.protocol import Caption
 
-__all__ = ["Encoder", "ProcessEncoder", "ResemblyzerEncoder", "SpeakerTrack", "VoiceProcessError", "TrackStats", "WINDOW_S", "embed_windowed",
+__all__ = ["Encoder", "ResemblyzerEncoder", "SpeakerTrack", "TrackStats", "WINDOW_S", "embed_windowed",
            "encoder_installed", "end_span", "mean_embedding", "window_spans"]
 
 log = logging.getLogger(__name__)
@@ -152,110 +148,13 @@ class ResemblyzerEncoder:
         return mean / norm if norm > 0 else None
 
 
-#: how much lower the voice process's priority is than the capture's (``nice``)
-VOICE_NICE = 10
-
-
-class VoiceProcessError(NotSoundError, RuntimeError):
-    """The voice process failed or went away (the run goes on without speaker labels)."""
-
-
-class ProcessEncoder:
-    """:class:`ResemblyzerEncoder` in a process of its own, at lower priority, on one torch thread.
-
-    The decode of a final and the embedding of its utterance come at the
-    same moment; on a machine of few cores, an encoder in this process (its
-    torch threads at the capture's priority, or a worker's engine beside it)
-    takes cores the decode needs. In a child process it runs on one thread,
-    niced by :data:`VOICE_NICE`, so it gets what the rest leaves. Audio goes
-    to it and embeddings come back over a pipe, in memory only.
-
-    Made (and so started) in the track's background thread; :meth:`embed`
-    blocks that thread, never the event loop.
-    """
-
-    def __init__(self, start_timeout_s: float = 120.0, embed_timeout_s: float = 30.0):
-        context = multiprocessing.get_context("spawn")  # never fork a process that has threads
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve_voices, args=(child,), daemon=True,
-                                        name="notsound-voices")
-        self._process.start()
-        child.close()
-        self.embed_timeout_s = embed_timeout_s
-        try:
-            self._receive(start_timeout_s)
-        except BaseException:
-            self.close()
-            raise
-
-    def embed(self, pcm: np.ndarray) -> np.ndarray | None:
-        try:
-            self._conn.send_bytes(np.ascontiguousarray(pcm, dtype="<i2").tobytes())
-        except OSError:
-            raise self._ended() from None
-        return self._receive(self.embed_timeout_s)
-
-    def close(self) -> None:
-        """Stop the child (it also stops by itself when this process goes away)."""
-        try:
-            self._conn.send_bytes(b"")
-        except (OSError, ValueError):
-            pass
-        self._conn.close()
-        self._process.join(5.0)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-
-    def _receive(self, timeout_s: float) -> np.ndarray | None:
-        if not self._conn.poll(timeout_s):
-            raise VoiceProcessError(f"the voice process did not answer within {timeout_s:g} s")
-        try:
-            status, value = self._conn.recv()
-        except (EOFError, OSError):
-            raise self._ended() from None
-        if status == "error":
-            raise VoiceProcessError(value)
-        return value
-
-
-    def _ended(self) -> VoiceProcessError:
-        self._process.join(1.0)
-        return VoiceProcessError(f"the voice process ended (exit code {self._process.exitcode})")
-
-
-def _serve_voices(conn: Connection) -> None:
-    """The voice process: load the encoder, then embed each clip received until an empty one."""
-    os.nice(VOICE_NICE)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-        encoder = ResemblyzerEncoder()
-    except Exception as exc:  # process boundary: the parent reports it
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ready", None))
-    while True:
-        try:
-            data = conn.recv_bytes()
-        except EOFError:
-            return
-        if not data:
-            return
-        try:
-            conn.send(("ok", encoder.embed(np.frombuffer(data, dtype="<i2"))))
-        except Exception as exc:  # process boundary: this clip fails, the next may not
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
 @dataclass
 class TrackStats:
     """What a track did: finals labelled, and seconds finals waited for their embedding."""
 
     labelled: int = 0
     late: int = 0  # finals that waited ``wait_s`` and went out without all their windows
-    failed: int = 0  # windows whose embedding failed (the voice process went away, say)
+    failed: int = 0  # windows whose embedding failed (logged once)
     waits: list[float] = field(default_factory=list)
 
 
@@ -279,7 +178,7 @@ class SpeakerTrack:
     is the run's labeller. Call :meth:`close` at the end of the run.
     """
 
-    def __init__(self, encoder: Callable[[], Encoder] = ProcessEncoder,
+    def __init__(self, encoder: Callable[[], Encoder] = ResemblyzerEncoder,
                  labeller: SpeakerLabeller | None = None, *, wait_s: float = 1.0):
         self.labeller = labeller or SpeakerLabeller()
         self.wait_s = wait_s
@@ -357,14 +256,7 @@ class SpeakerTrack:
             for future in windows.futures():
                 future.cancel()
         self._utts.clear()
-        self._executor.submit(self._close_encoder)  # after the embedding under way, if any
-        self._executor.shutdown(wait=False)
-
-    def _close_encoder(self) -> None:
-        if self._encoder.done() and self._encoder.exception() is None:
-            close = getattr(self._encoder.result(), "close", None)
-            if close is not None:
-                close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _grow(self, windows: _Windows) -> None:
         """Queue the whole windows streamed since the last; speech after a pause voids its end window."""

@@ -252,13 +252,13 @@ async def test_speech_after_a_pause_voids_the_window_made_for_that_pause():
 
 
 class BrokenEncoder(ToneEncoder):
-    """Embeds until ``broken`` is set, then fails as a voice process that went away would."""
+    """Embeds until ``broken`` is set, then fails on every clip."""
 
     broken = False
 
     def embed(self, pcm):
         if self.broken:
-            raise RuntimeError("the voice process ended")
+            raise RuntimeError("the encoder ran out of memory")
         return super().embed(pcm)
 
 
@@ -276,7 +276,7 @@ async def test_an_embedding_that_fails_keeps_the_previous_label_and_says_so_once
             assert track.label(caption(utt)) == "lecturer", "no embedding: the previous speaker's label"
         assert track.stats.failed == 2
         assert [r.message for r in caplog.records].count(
-            "speaker labels: an embedding failed (the voice process ended); labels may stay as they were") == 1
+            "speaker labels: an embedding failed (the encoder ran out of memory); labels may stay as they were") == 1
     finally:
         track.close()
 

@@ -182,7 +182,7 @@ async def test_lectures_spread_over_workers_and_survive_one_worker_dying(pool, l
     names = [f"room{i}" for i in range(4)]
     runs = {name: asyncio.create_task(run_live(
         LiveSettings(server=pool.url, input=wav, fast=True, out=pool.folder / "sessions", session=name,
-                     plain=True, notes=False, speakers=False, max_owed=2, key_file=pool.key_file),
+                     plain=True, notes=False, max_owed=2, key_file=pool.key_file),
         WorkerSettings())) for name in names}
     try:
         # Wait until every lecture has a caption and both workers hold streams (least_conn).

@@ -76,32 +76,6 @@ def _finals_of(finals, sentence) -> list:
     return [f for f in finals if sentence.start - 0.3 <= (f.start + f.end) / 2 <= sentence.end + 0.3]
 
 
-def test_the_voice_process_embeds_as_the_encoder_does_here_and_goes_away_when_closed():
-
-    from capture.voices import ProcessEncoder, ResemblyzerEncoder, VoiceProcessError
-    from tests.speech import silence, synth
-
-    clip = synth("The water cycle moves water between the sea, the air and the land.")
-    here = ResemblyzerEncoder().embed(clip)
-    there = ProcessEncoder()
-    try:
-        embedding = there.embed(clip)
-        assert embedding is not None and embedding.shape == here.shape
-        assert float(embedding @ here) > 0.999, "one torch thread or several: the same voice"
-        assert there.embed(silence(1.0)) is None, "no voice, no embedding"
-        child = there._process
-    finally:
-        there.close()
-    assert not child.is_alive() and child.exitcode == 0
-
-    gone = ProcessEncoder()
-    gone._process.kill()
-    gone._process.join()
-    with pytest.raises(VoiceProcessError, match="ended"):
-        gone.embed(clip)
-    gone.close()
-
-
 def music(seconds: float, seed: int = 3) -> np.ndarray:
     """Chords on a beat: three notes with harmonics, a new chord every 0.4 s, loud as speech."""
     rng = np.random.default_rng(seed)

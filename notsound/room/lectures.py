@@ -3,7 +3,7 @@
 Built from the session folders alone (``library.folder``, ``library.history``,
 ``slides.store``) and kept per folder until one of its files changes (their
 sizes and modification times are the key), so listing 200 lectures reads a
-few stats per folder, not 200 journals. Shapes: ROOM-SPEC / DESIGN.md,
+few stats per folder, not 200 journals. Shapes: DESIGN.md,
 "The lecture room".
 """
 

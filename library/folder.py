@@ -73,7 +73,13 @@ from .recording import (
     recording_parts,
     remove_recording,
 )
-from .translations import TRANSLATIONS, Translation, append_translations, read_translations
+from .translations import (
+    TRANSLATIONS,
+    Translation,
+    append_translations,
+    read_translations,
+    translation_texts,
+)
 
 __all__ = [
     "DEFAULT_OUT",
@@ -119,6 +125,7 @@ __all__ = [
     "TRANSLATIONS",
     "Translation",
     "read_translations",
+    "translation_texts",
     "append_translations",
     "RECORDING",
     "RecordingPart",

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from .atomic import append_durable
 
-__all__ = ["TRANSLATIONS", "Translation", "read_translations", "append_translations"]
+__all__ = ["TRANSLATIONS", "Translation", "read_translations", "translation_texts", "append_translations"]
 
 TRANSLATIONS = "translations.jsonl"
 _MAX_LINE = 64 * 1024
@@ -62,6 +62,11 @@ def read_translations(session_dir: Path | str, lang: str | None = None) -> dict[
         if lang is not None and row.lang.lower() == lang.lower():  # zh-TW is stored as zh-tw
             out.setdefault(row.utt, row)
     return out
+
+
+def translation_texts(session_dir: Path | str, lang: str | None = None) -> dict[int, str]:
+    """The non-empty translated texts by ``utt`` (what exports and pages show); see :func:`read_translations`."""
+    return {utt: t.text for utt, t in read_translations(session_dir, lang).items() if t.text}
 
 
 def _lines(fh: BinaryIO) -> Iterator[bytes]:

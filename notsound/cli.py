@@ -656,6 +656,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _cmd_export(args: argparse.Namespace, toml: dict) -> int:
     from library.export import export_session
     from library.folder import resolve_session, write_atomic
+    from slides.store import slide_labels
 
     if args.bilingual and (args.translated or args.fmt not in ("srt", "vtt")):
         raise CommandError("--bilingual is for --format srt or vtt (a translated transcript: --translated)",
@@ -663,7 +664,7 @@ def _cmd_export(args: argparse.Namespace, toml: dict) -> int:
     folder = resolve_session(args.session, args.out)
     translations = _export_translations(folder, args) if args.bilingual or args.translated else None
     text = export_session(folder, args.fmt, translations=translations, bilingual=args.bilingual,
-                          slide_labels=_slide_labels(folder) if args.fmt == "md" else None,
+                          slide_labels=slide_labels(folder) if args.fmt == "md" else None,
                           layer=args.layer or "best")
     if args.output is None:
         sys.stdout.write(text)
@@ -723,18 +724,10 @@ async def _serve_room(room, browser: bool) -> None:
         await stop.wait()
 
 
-def _slide_labels(folder: Path) -> dict[int, str] | None:
-    from slides.store import load_session_deck
-
-    deck = load_session_deck(folder)
-    return {slide.number: slide.label for slide in deck.slides} if deck is not None else None
-
-
 def _export_translations(folder: Path, args: argparse.Namespace) -> dict[int, str]:
-    from library.folder import TRANSLATIONS, read_translations
+    from library.folder import TRANSLATIONS, translation_texts
 
-    stored = read_translations(folder, args.lang)
-    texts = {utt: t.text for utt, t in stored.items() if t.text}
+    texts = translation_texts(folder, args.lang)
     if not texts:
         which = f" into {args.lang}" if args.lang else ""
         raise CommandError(f"no translations{which} in {folder / TRANSLATIONS}: caption the session with "

@@ -20,7 +20,8 @@ from library.folder import SLIDES_PDF, write_atomic, write_json_atomic
 from .deck import Deck, deck_from_dict, read_deck
 from .errors import DeckError
 
-__all__ = ["SLIDES_FILE", "SLIDES_PDF", "SLIDES_VERSION", "attach_deck", "load_session_deck", "save_deck"]
+__all__ = ["SLIDES_FILE", "SLIDES_PDF", "SLIDES_VERSION", "attach_deck", "load_session_deck", "save_deck",
+           "slide_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +87,10 @@ def load_session_deck(session_dir: Path | str) -> Deck | None:
     except (DeckError, ValueError) as exc:
         log.warning("ignoring %s (%s): pass --slides FILE again to replace it", path, exc)
         return None
+
+
+def slide_labels(session_dir: Path | str) -> dict[int, str] | None:
+    """The stored deck's slide labels by number (what a Markdown transcript's sections are headed
+    with), or ``None`` without a deck."""
+    deck = load_session_deck(session_dir)
+    return {slide.number: slide.label for slide in deck.slides} if deck is not None else None

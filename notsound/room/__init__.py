@@ -53,13 +53,12 @@ def room_for(library: Path, settings: WebSettings, live: LiveSession | None = No
 def live_feed(session_dir: Path, max_viewers: int = FeedLimits.max_viewers) -> CaptionFeed:
     """The feed of a session, starting with every final already journaled (and the translations
     already made), so a page opened late, or after ``notsound live`` restarted, shows it all."""
-    from library.folder import read_finals, read_translations
+    from library.folder import read_finals, translation_texts
 
     feed = CaptionFeed(session_dir.name, FeedLimits(max_viewers=max_viewers))
     feed.load(read_finals(session_dir))
-    for utt, translation in sorted(read_translations(session_dir).items()):
-        if translation.text:  # translated in an earlier run of the session
-            feed.publish_translation(utt, translation.text)
+    for utt, text in sorted(translation_texts(session_dir).items()):  # from an earlier run of the session
+        feed.publish_translation(utt, text)
     return feed
 
 

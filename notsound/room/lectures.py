@@ -28,8 +28,8 @@ from library.folder import (
     Final,
     list_sessions,
     read_layer,
-    read_translations,
     recording_parts,
+    translation_texts,
 )
 from library.history import session_info
 from slides.store import load_session_deck
@@ -123,7 +123,7 @@ def lecture_data(folder: Path, *, live: bool, has_pdf: Callable[[Path], bool]) -
     name = folder.name
     polished = not live and (folder / POLISHED).is_file()
     finals = [f for f in read_layer(folder, "polished" if polished else "live") if f.text]
-    translations = {utt: t.text for utt, t in read_translations(folder).items() if t.text}
+    translations = translation_texts(folder)
     info = session_info(folder)
     parts = recording_parts(folder)
     notes, summary = _read_markdown(folder / NOTES), _read_markdown(folder / SUMMARY)

@@ -24,8 +24,8 @@ from starlette.responses import FileResponse
 from starlette.types import Send
 
 from library.export import export_session
-from library.folder import read_translations
-from slides.store import SLIDES_PDF, load_session_deck
+from library.folder import translation_texts
+from slides.store import SLIDES_PDF, load_session_deck, slide_labels
 
 from .paths import NotFound
 
@@ -148,13 +148,10 @@ def export_text(folder: Path, kind: str, layer: str) -> tuple[str, str, str]:
     fmt, bilingual, suffix, ctype = EXPORT_TYPES[kind]
     translations = None
     if bilingual:
-        translations = {utt: t.text for utt, t in read_translations(folder).items() if t.text}
+        translations = translation_texts(folder)
         if not translations:
             raise NotFound(kind)
-    labels = None
-    if fmt == "md":
-        deck = load_session_deck(folder)
-        labels = {s.number: s.label for s in deck.slides} if deck is not None else None
+    labels = slide_labels(folder) if fmt == "md" else None
     text = export_session(folder, fmt, translations=translations, bilingual=bilingual,
                           slide_labels=labels, layer=layer)
     return text, f"{folder.name}.{suffix}", ctype

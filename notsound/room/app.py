@@ -105,7 +105,7 @@ class RoomApp:
         self.room = room
         self.images = SlideImages()
         live_name = room.live.folder.name if room.live else None
-        self.lectures = LectureCache(room.library, live_name, self.images.has_pdf)
+        self.lectures = LectureCache(room.library, live_name)
         self.search_index = RoomSearch(room.library)
         self.feed = FeedEndpoint(room.live.feed, room.web) if room.live else None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,7 +32,7 @@ from library.folder import (
     translation_texts,
 )
 from library.history import session_info
-from slides.store import load_session_deck
+from slides.store import SLIDES_PDF, load_session_deck
 
 from .paths import inside
 from .render import render_markdown
@@ -103,10 +103,12 @@ def slide_times(finals: Sequence[Final]) -> list[dict[str, Any]]:
     return out
 
 
-def _slides(folder: Path, name: str, finals: Sequence[Final], has_pdf: bool) -> dict[str, Any] | None:
+def _slides(folder: Path, name: str, finals: Sequence[Final]) -> dict[str, Any] | None:
+    """The deck's slides; PDF pages have an image when the deck is kept whole (``slides.pdf``)."""
     deck = load_session_deck(folder)
     if deck is None:
         return None
+    has_pdf = (folder / SLIDES_PDF).is_file()
     first: dict[int, float] = {}
     for final in sorted(finals, key=lambda f: f.start):
         if final.slide is not None:
@@ -118,7 +120,7 @@ def _slides(folder: Path, name: str, finals: Sequence[Final], has_pdf: bool) -> 
     return {"deck": deck.source_name, "items": items}
 
 
-def lecture_data(folder: Path, *, live: bool, has_pdf: Callable[[Path], bool]) -> dict[str, Any]:
+def lecture_data(folder: Path, *, live: bool) -> dict[str, Any]:
     """The role-independent part of one lecture's JSON (``can_ask``, ``exports`` are added per request)."""
     name = folder.name
     polished = not live and (folder / POLISHED).is_file()
@@ -135,7 +137,7 @@ def lecture_data(folder: Path, *, live: bool, has_pdf: Callable[[Path], bool]) -
         "captions": [_caption(f, translations) for f in finals],
         "recording": {"parts": [{"url": f"/lectures/{quote(name)}/recording/{p.path.name}",
                                  "offset": p.offset} for p in parts]} if parts else None,
-        "slides": _slides(folder, name, finals, has_pdf(folder)),
+        "slides": _slides(folder, name, finals),
         "slide_times": slide_times(finals),
         "notes_html": render_markdown(notes) if notes is not None else None,
         "summary_html": render_markdown(summary) if summary is not None else None,
@@ -150,11 +152,9 @@ class LectureCache:
     ``max_lectures`` full lectures (least recently used dropped), rows for all.
     """
 
-    def __init__(self, library: Path, live_name: str | None, has_pdf: Callable[[Path], bool],
-                 max_lectures: int = 16):
+    def __init__(self, library: Path, live_name: str | None, max_lectures: int = 16):
         self.library = library
         self.live_name = live_name
-        self._has_pdf = has_pdf
         self._rows: dict[str, tuple[tuple, dict[str, Any]]] = {}
         self._lectures: OrderedDict[str, tuple[tuple, dict[str, Any]]] = OrderedDict()
         self._max = max_lectures
@@ -186,7 +186,7 @@ class LectureCache:
             if cached is not None and cached[0] == sig:
                 self._lectures.move_to_end(folder.name)
                 return cached[1]
-        data = lecture_data(folder, live=folder.name == self.live_name, has_pdf=self._has_pdf)
+        data = lecture_data(folder, live=folder.name == self.live_name)
         with self._lock:
             self._lectures[folder.name] = (sig, data)
             while len(self._lectures) > self._max:

@@ -25,7 +25,7 @@ from starlette.types import Send
 
 from library.export import export_session
 from library.folder import translation_texts
-from slides.store import SLIDES_PDF, load_session_deck, slide_labels
+from slides.store import SLIDES_PDF, slide_labels
 
 from .paths import NotFound
 
@@ -89,11 +89,6 @@ class SlideImages:
         self._images: OrderedDict[tuple, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()  # pdfium: one call at a time, in any thread
-
-    @staticmethod
-    def has_pdf(folder: Path) -> bool:
-        """Whether the session keeps its PDF deck (``slides.pdf``) next to ``slides.json``."""
-        return (folder / SLIDES_PDF).is_file() and load_session_deck(folder) is not None
 
     def png(self, folder: Path, number: int) -> bytes:
         """Page ``number`` of the session's PDF deck as PNG; :class:`NotFound` when there is none."""

@@ -9,7 +9,9 @@ each sentence, not each utterance. For sentence ``i`` whose speech ends at
   meaningful transcript (whisper) the finals of the stream are aligned with the
   lecture's text (jiwer's word alignment) and the final is the one holding the
   last word of the sentence that was recognised; otherwise (random weights)
-  it is the final whose utterance holds ``e_i``.
+  it is the final whose utterance holds ``e_i``. A ``commit`` of that
+  utterance (feature ``commit``: its final begins with the committed text)
+  that already holds the word counts as its final, from when it came.
 - visible latency = ``t(first partial or final of that utterance showing the
   final's words at that place, the last two) - e_i`` (only with a transcript).
 - a sentence is *lost* when none of its words is in any final.
@@ -65,6 +67,10 @@ def _aligned_final(sentence_words: list[list[str]], hyp: list[str]) -> list[int 
 def sentence_rows(rows: list[dict], spoken: Spoken, with_text: bool) -> list[dict]:
     """One record per sentence of ``spoken``: the final that holds it and its latencies."""
     finals = sorted((r for r in rows if r["type"] == "final"), key=lambda r: r["utt"])
+    commits: dict[int, list[dict]] = {}
+    for row in rows:
+        if row["type"] == "commit":
+            commits.setdefault(row["utt"], []).append(row)
     shown: dict[int, list[tuple[float, list[str]]]] = {}
     for row in rows:
         shown.setdefault(row["utt"], []).append((row["t"], words(row["text"])))
@@ -87,6 +93,11 @@ def sentence_rows(rows: list[dict], spoken: Spoken, with_text: bool) -> list[dic
                   "visible_latency_s": None}
         if place is not None:
             first = owner.index(owner[place])
+            committed = next((r["t"] for r in commits.get(final["utt"], ())
+                              if len(words(r["text"])) > place - first), None)
+            if committed is not None and committed < final["t"]:
+                record["final_latency_s"] = round(committed - end, 3)
+                record["committed"] = True
             tail = hyp[max(place - 1, first):place + 1]
             seen = next((t for t, ws in shown.get(final["utt"], [])
                          if any(ws[i:i + len(tail)] == tail for i in range(len(ws) - len(tail) + 1))), None)
@@ -100,6 +111,7 @@ def _stats(per_sentence: list[dict], finals: int) -> dict:
     visible = [s["visible_latency_s"] for s in per_sentence if s["visible_latency_s"] is not None]
     return {"sentences": len(per_sentence), "finals": finals,
             "finals_per_sentence": round(finals / len(per_sentence), 3) if per_sentence else None,
+            "committed_sentences": sum(bool(s.get("committed")) for s in per_sentence),
             "lost_sentences": sum(s["lost"] for s in per_sentence),
             "final_latency_s": summary(final), "visible_latency_s": summary(visible)}
 

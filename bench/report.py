@@ -95,7 +95,7 @@ def _fluent_table(engines: dict) -> Table:
     t = Table(title="8. Fluent lecture (sentences 0.2-0.35 s apart), per sentence; "
                     "more streams: a new voice per sentence")
     for col in ("engine", "streams", "final p50 / p95", "visible p50 / p95", "finals a sentence",
-                "lost", "streamed WER", "whole file", "worker cores"):
+                "committed", "lost", "streamed WER", "whole file", "worker cores"):
         t.add_column(col, justify="left" if col == "engine" else "right")
     for key, r in engines.items():
         for name, lv in (r.get("fluent") or {}).items():
@@ -113,7 +113,8 @@ def _fluent_table(engines: dict) -> Table:
                       f"{_f(fl['p50'])}{marks['final_latency_p50_s']} / {_f(fl['p95'])}{marks['final_latency_p95_s']}",
                       f"{_f(vis['p50'])}{marks['visible_latency_p50_s']} / "
                       f"{_f(vis['p95'])}{marks['visible_latency_p95_s']}",
-                      _f(lv["finals_per_sentence"]), str(lv["lost_sentences"]), wer_cell, _f(whole, 3),
+                      _f(lv["finals_per_sentence"]), str(lv.get("committed_sentences", "-")),
+                      str(lv["lost_sentences"]), wer_cell, _f(whole, 3),
                       _f(lv["worker"]["cores"]))
     return t
 

@@ -214,7 +214,8 @@ def _fluent(worker: WorkerProcess, spec: eng.EngineSpec, lectures: Lectures, wor
         out[name] = fluent_part(worker, spokens, workdir / f"streams-{name}", with_text)
         fl, vis = out[name]["final_latency_s"], out[name]["visible_latency_s"]
         log(f"  fluent, {name} stream(s): final p50/p95 {fl['p50']}/{fl['p95']} s, visible p50/p95 "
-            f"{vis['p50']}/{vis['p95']} s, {out[name]['finals_per_sentence']} finals a sentence, "
+            f"{vis['p50']}/{vis['p95']} s, {out[name]['finals_per_sentence']} finals a sentence "
+            f"({out[name]['committed_sentences']} sentences committed before their final), "
             f"WER {out[name].get('streamed_wer')}, worker {out[name]['worker']['cores']} cores")
     return out
 

@@ -30,10 +30,12 @@ from wire.protocol import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_VERSION,
+    FEATURE_COMMIT,
     FEATURE_PAUSE,
     MAX_AUDIO_FRAME_BYTES,
     Bye,
     Caption,
+    Commit,
     End,
     Error,
     Hello,
@@ -106,11 +108,14 @@ class Owed:
             grow while it is spoken).
         ended_at: monotonic time its end was known; ``None`` while it is spoken.
         paused: ``(chunks, samples)`` of the utterance when its speech paused.
+        commit: the worker's newest :class:`~wire.protocol.Commit` of it (feature
+            ``commit``), told again when the utterance is sent again.
     """
 
     utterance: Utterance
     ended_at: float | None = None
     paused: tuple[int, int] | None = None
+    commit: Commit | None = None
 
     @property
     def utt(self) -> int:
@@ -148,7 +153,8 @@ class StreamClient:
     Either way :meth:`pause_utterance` and :meth:`end_utterance` follow (none
     of these blocks); :meth:`run` keeps a connection up and streams whatever
     is pending. ``on_final`` must journal the caption before returning: the
-    audio is dropped right after it.
+    audio is dropped right after it. ``on_commit`` hears the settled text of an
+    utterance still open (feature ``commit``); its final begins with that text.
     """
 
     def __init__(
@@ -157,11 +163,13 @@ class StreamClient:
         on_final: Callable[[Caption, Owed | None], None],
         on_partial: Callable[[Partial], None] = lambda p: None,
         on_state: Callable[[str, str], None] = lambda state, detail: None,
+        on_commit: Callable[[Commit], None] = lambda c: None,
     ):
         self.options = options
         self.on_final = on_final
         self.on_partial = on_partial
         self.on_state = on_state
+        self.on_commit = on_commit
         self.pending: dict[int, Owed] = {}
         self.stats = ClientStats()
         self.ready: Ready | None = None
@@ -284,7 +292,8 @@ class StreamClient:
 
     async def _session(self, ws: ClientConnection, stop: asyncio.Event) -> None:
         await ws.send(encode(Hello(session=self.options.session, language=self.options.language,
-                                   vocabulary=clean_vocabulary(self.options.vocabulary))))
+                                   vocabulary=clean_vocabulary(self.options.vocabulary),
+                                   features=(FEATURE_COMMIT,))))
         first = decode_worker(await asyncio.wait_for(ws.recv(), self.options.open_timeout_s))
         if isinstance(first, Error):
             raise _FatalClose(f"worker refused the stream: {first.message}")
@@ -321,6 +330,7 @@ class StreamClient:
         """Stream pending utterances in order; return once stopped and settled."""
         sent: dict[int, _Sent] = {}
         early = self.ready is not None and FEATURE_PAUSE in self.ready.features
+        commits = self.ready is not None and FEATURE_COMMIT in self.ready.features
         bucket = TokenBucket(self.options.max_rate, self.options.burst_s)
         while True:
             self._changed.clear()
@@ -330,7 +340,10 @@ class StreamClient:
                 utterance = item.utterance
                 if item.utt not in sent:
                     sent[item.utt] = _Sent()
-                    await ws.send(encode(Start(utt=item.utt, t=utterance.start)))
+                    commit = item.commit if commits else None  # what an earlier connection committed
+                    await ws.send(encode(Start(utt=item.utt, t=utterance.start,
+                                               commit_samples=commit.samples if commit else 0,
+                                               commit_text=commit.text if commit else "")))
                 state = sent[item.utt]
                 while state.chunks < len(utterance.chunks):
                     # Whatever accumulated goes out in frames of up to 1 s.
@@ -390,6 +403,11 @@ class StreamClient:
         elif isinstance(msg, Partial):
             if msg.utt in self.pending:
                 self.on_partial(msg)
+        elif isinstance(msg, Commit):
+            item = self.pending.get(msg.utt)
+            if item is not None and (item.commit is None or msg.samples > item.commit.samples):
+                item.commit = msg
+                self.on_commit(msg)
         elif isinstance(msg, Error):
             log.warning("worker error %s: %s", msg.code, msg.message)
 

@@ -58,7 +58,7 @@ from capture.spool import Spool
 from capture.vad import VadOptions
 from capture.voices import SpeakerTrack
 from library.folder import as_final, new_part_path
-from wire.protocol import Caption, Partial, Ready
+from wire.protocol import Caption, Commit, Partial, Ready
 
 __all__ = ["AudioSource", "CaptureCallbacks", "CaptureOptions", "CapturePipeline", "Resume"]
 
@@ -129,6 +129,8 @@ class CaptureCallbacks:
             right after. ``owed`` is the client's record (``ended_at`` is when
             the end of the utterance was known, for latency).
         on_partial: ``(partial)`` for an utterance still owed its final.
+        on_commit: ``(commit)``: settled text of an utterance still open (its final
+            begins with it; feature ``commit``).
         on_state: ``(state, detail)``: ``connecting``, ``reconnecting``,
             ``live``, ``draining``, with a line for the status bar.
         on_open: ``()`` once the source is open: audio position 0 is now.
@@ -139,6 +141,7 @@ class CaptureCallbacks:
 
     on_final: Callable[[Caption, Owed | None], None]
     on_partial: Callable[[Partial], None] = _ignore
+    on_commit: Callable[[Commit], None] = _ignore
     on_state: Callable[[str, str], None] = _ignore
     on_open: Callable[[], None] = _ignore
     on_progress: Callable[[float, float], None] = _ignore
@@ -161,7 +164,7 @@ class CapturePipeline:
         self.spool = Spool(session_dir)
         self.recorder: Recorder | None = None
         self.client = StreamClient(client, on_final=self._on_final, on_partial=callbacks.on_partial,
-                                   on_state=callbacks.on_state)
+                                   on_state=callbacks.on_state, on_commit=callbacks.on_commit)
         self._vad = vad
         self.speakers = speakers
         self._held: deque[tuple[Caption, Owed | None, float]] = deque()  # finals awaiting a label

@@ -48,13 +48,15 @@ class CancelFinal:
 class RequestPartial:
     """Ask for a partial of the open utterance ``utt`` (it replaces an older request of the
     same number); ``ticket`` names that utterance in :meth:`StreamCore.partial_decoded`
-    and :meth:`StreamCore.partial_stale`."""
+    and :meth:`StreamCore.partial_stale`; ``samples``: the utterance's samples the audio
+    ends at, reported back with the partial."""
 
     utt: int
     ticket: int
     audio: np.ndarray = field(compare=False, repr=False)
     language: str = "auto"
     hints: DecodeHints = NO_HINTS
+    samples: int = 0
 
 
 @dataclass(frozen=True)

@@ -64,9 +64,9 @@ class SchedulerOptions:
     batch_budget_s: float = 30.0
     partial_budget_s: float = 12.0
     partial_call_s: float = 0.35
-    partial_share: float = 0.5
+    partial_share: float = 0.7
     max_batch: int = 16
-    partial_every_s: float = 0.6
+    partial_every_s: float = 0.3
     max_partial_slowdown: float = 5.0
 
 

@@ -28,6 +28,7 @@ from models import Engine, EngineOptions, create_engine
 from wire.protocol import (
     CLOSE_KEY_REVOKED,
     CLOSE_TOO_MANY_STREAMS,
+    FEATURE_COMMIT,
     FEATURE_PAUSE,
     FEATURE_POLISH,
     FEATURE_VOCABULARY,
@@ -71,6 +72,8 @@ class WorkerSettings:
         partial_beam_size: beam width of partials (decoded for speed; 1 is greedy).
         early_finals: offer the ``pause`` feature: decode an utterance as soon as the
             client's VAD sees its speech stop, before the pause is long enough to end it.
+        commit: offer the ``commit`` feature where the engine times its words (whisper):
+            the settled sentences of a long open utterance are final before it ends.
         polish: offer the ``polish`` feature: take after-class windows of recordings
             (``notsound polish --server``), decoded only when no live job needs the engine.
         calibrate: time batched against one-at-a-time engine calls at start-up and
@@ -106,10 +109,11 @@ class WorkerSettings:
     beam_size: int = 5
     partial_beam_size: int = 1
     early_finals: bool = True
+    commit: bool = True
     polish: bool = True
     calibrate: bool = True
     partial_call_s: float = 0.35
-    partial_every_s: float = 0.6
+    partial_every_s: float = 0.3
     batch_budget_s: float = 30.0
     max_batch: int = 16
     max_utterance_s: float = 30.0
@@ -295,8 +299,9 @@ class Worker:
     def features(self) -> tuple[str, ...]:
         """Optional protocol features this worker offers in ``ready``."""
         hints = self.engine is not None and self.engine.takes_hints
+        commit = self.settings.commit and self.engine is not None and self.engine.times_words
         return (((FEATURE_PAUSE,) if self.settings.early_finals else ()) + ((FEATURE_VOCABULARY,) if hints else ())
-                + ((FEATURE_POLISH,) if self.settings.polish else ()))
+                + ((FEATURE_POLISH,) if self.settings.polish else ()) + ((FEATURE_COMMIT,) if commit else ()))
 
     def health(self) -> dict[str, Any]:
         assert self.engine is not None and self._scheduler is not None

@@ -203,7 +203,7 @@ class StreamSession:
         self.scheduler.request_partial(
             key=(id(self), action.utt),
             audio=action.audio,
-            deliver=lambda result: self._execute(self.core.partial_decoded(ticket, result.text)),
+            deliver=lambda result: self._execute(self.core.partial_decoded(ticket, result.text, action.samples)),
             is_stale=lambda: self.core.partial_stale(ticket),
             language=action.language,
             hints=action.hints,

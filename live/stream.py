@@ -5,8 +5,9 @@ protocol's order (hello first, one open utterance, ``end`` and ``pause`` of
 the open one only), the limits (utterance length, audio and message rate,
 frame sizes through :func:`wire.protocol.decode_client`), when to ask for a
 partial and when silence holds it back, the early decodes a ``pause`` starts,
-the context tail given to the engine, finals in the order their utterances
-ended, the resend rule, the drain on ``bye`` or shutdown, and the backlog that
+the context tail given to the engine, the words of a long open utterance
+committed as they settle (feature ``commit``), finals in the order their
+utterances ended, the resend rule, the drain on ``bye`` or shutdown, and the backlog that
 backpressure reads; polish jobs (feature ``polish``) by the rules of
 :mod:`live.polish_jobs`. It never awaits, sends, logs or reads a clock of its own:
 each input returns the :mod:`live.actions` to carry out, in order
@@ -16,7 +17,9 @@ driven and fuzzed without sockets.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from wire.protocol import (
     CLOSE_NORMAL,
     CLOSE_RATE_LIMITED,
     CLOSE_UTTERANCE_TOO_LONG,
+    FEATURE_COMMIT,
     FEATURE_PAUSE,
     FEATURE_POLISH,
     FEATURE_VOCABULARY,
@@ -39,6 +43,7 @@ from wire.protocol import (
     SAMPLE_RATE,
     Bye,
     Caption,
+    Commit,
     End,
     Error,
     Hello,
@@ -57,7 +62,8 @@ from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFin
 from .polish_jobs import PolishJobs
 
 __all__ = ["PARTIAL_BACKLOG", "CONTEXT_CHARS", "QUIET_RATIO", "MAX_EARLY_DECODES", "EARLY_DECODE_GAP_S",
-           "StreamLimits", "StreamCore"]
+           "MIN_COMMIT_S", "COMMIT_MARGIN_S", "StreamLimits", "StreamCore", "settled_prefix", "cut_point",
+           "join_text"]
 
 #: messages waiting to be sent beyond which new partials are dropped
 PARTIAL_BACKLOG = 4
@@ -69,6 +75,69 @@ QUIET_RATIO = 0.01
 #: a pause costs a final-priority decode, so a client cannot buy them with 2-byte frames
 MAX_EARLY_DECODES = 8
 EARLY_DECODE_GAP_S = 0.5
+#: a committed piece is at least this long, and ends at least this far before the audio decoded
+MIN_COMMIT_S = 0.8
+COMMIT_MARGIN_S = 0.3
+#: the last character of a word that ends a sentence or a clause (closing quotes and brackets
+#: aside; not "..."): greedy whisper often ends a sentence followed at once by the next with a
+#: comma, so a clause end is a place to cut as well
+_BOUNDARY = re.compile(r"(?<!\.)[.?!,;:。？！，；：][\"'”’)\]]*$")
+_NOT_WORD = re.compile(r"[^\w']+")
+_CJK = re.compile(r"[\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]")
+
+
+def _norm(word: str) -> str:
+    return _NOT_WORD.sub("", word.lower())
+
+
+def join_text(head: str, tail: str) -> str:
+    """Two pieces of one caption: a space between them unless either side is CJK there."""
+    head, tail = head.strip(), tail.strip()
+    if not head or not tail:
+        return head or tail
+    return head + tail if _CJK.match(head[-1]) or _CJK.match(tail[0]) else f"{head} {tail}"
+
+
+def settled_prefix(previous: list[str], newest: list[str]) -> int:
+    """Words of ``newest`` up to the last sentence or clause end both hypotheses agree
+    on, with at least one agreed word after it (0: none). Hypotheses are words of
+    consecutive decodes of the same growing audio: what two of them agree on has settled
+    (the LocalAgreement policy), and an end followed by more agreed words was not the
+    decode's guess at where the audio stops."""
+    agreed = 0
+    for a, b in zip(previous, newest, strict=False):
+        if _norm(a) != _norm(b) or not _norm(a):
+            break
+        agreed += 1
+    for i in range(agreed - 2, -1, -1):
+        if _BOUNDARY.search(newest[i]) and _BOUNDARY.search(previous[i]):
+            return i + 1
+    return 0
+
+
+def cut_point(words: tuple[tuple[str, float, float], ...], settled: list[str],
+              duration_s: float) -> tuple[int, float] | None:
+    """Where a final decode of the open audio (``words`` with times, ``duration_s`` long)
+    may be cut at the end the partials settled on: ``settled`` is their words up to that
+    end and the one word after it. The decode must have the same two words around a
+    sentence or clause end, about as many words in (a beam search may word the text a
+    little otherwise; that is what its accuracy is for). Returns the decode's words
+    before the cut and the cut's time, halfway between the last word and the next; None
+    when the decode has no such end or the cut would be too close to either end."""
+    if len(settled) < 2:
+        return None
+    last, after, n = _norm(settled[-2]), _norm(settled[-1]), len(settled) - 1
+    slack = max(3, n // 4)
+    found = [j + 1 for j in range(len(words) - 1)
+             if _norm(words[j][0]) == last and _norm(words[j + 1][0]) == after
+             and _BOUNDARY.search(words[j][0].strip()) and abs(j + 1 - n) <= slack]
+    if not found:
+        return None
+    k = min(found, key=lambda j: abs(j - n))
+    cut = (words[k - 1][2] + words[k][1]) / 2
+    if not MIN_COMMIT_S <= cut <= duration_s - COMMIT_MARGIN_S:
+        return None
+    return k, cut
 
 
 @dataclass(frozen=True)
@@ -121,6 +190,12 @@ class _Open:
         self.speculative: tuple[int, int] | None = None  # (samples, job) of a pause's decode
         self.early_decodes = 0
         self.early_at = 0  # samples when the last early decode started
+        self.base = 0  # samples committed: decodes start here (feature commit)
+        self.committed = ""  # their text
+        self.hypothesis: list[str] = []  # words of the newest partial of the audio after base
+        # (job, settled words and the one after them, samples) of a commit decode
+        self.committing: tuple[int, list[str], int] | None = None
+        self.commit_tried = 0  # settled words of the last commit decode that did not agree
 
     def add(self, pcm: np.ndarray) -> None:
         self.chunks.append(pcm)
@@ -131,11 +206,12 @@ class _Open:
             self.quiet = power < QUIET_RATIO * self.peak
 
     def audio(self) -> np.ndarray:
+        """The audio after what is committed (all of it without commits)."""
         if not self.chunks:
             return np.zeros(0, dtype=np.int16)
         if len(self.chunks) > 1:
             self.chunks = [np.concatenate(self.chunks)]
-        return self.chunks[0]
+        return self.chunks[0][self.base:]
 
 
 @dataclass(frozen=True)
@@ -145,6 +221,7 @@ class _Owed:
     job: int
     start: float
     end: float
+    committed: str = ""  # text committed before the decode's audio
 
 
 class StreamCore:
@@ -219,6 +296,12 @@ class StreamCore:
         return self._open is not None
 
     @property
+    def commits(self) -> bool:
+        """Whether this stream gets commits: offered, and asked for in ``hello``."""
+        return (self.hello is not None and FEATURE_COMMIT in self.offer.features
+                and FEATURE_COMMIT in self.hello.features)
+
+    @property
     def polish_owed(self) -> int:
         """Polish jobs owed an answer (open, or decoding)."""
         return self._polish.owed
@@ -249,8 +332,9 @@ class StreamCore:
         """The engine failed on ``job``; the stream fails too if that was an owed final."""
         return self._step(self._on_failed, job)
 
-    def partial_decoded(self, ticket: int, text: str) -> list[Action]:
-        return self._step(self._on_partial, ticket, text)
+    def partial_decoded(self, ticket: int, text: str, samples: int | None = None) -> list[Action]:
+        """The partial of ``ticket``'s audio up to sample ``samples`` of the utterance."""
+        return self._step(self._on_partial, ticket, text, samples)
 
     def polish_decoded(self, job: int, segments: list[Segment]) -> list[Action]:
         return self._step(self._on_polished, job, segments)
@@ -328,7 +412,12 @@ class StreamCore:
             raise ProtocolError(f"start of {msg.utt} while a polish job is open", code="polish_open")
         if self._drain_code is not None:
             raise ProtocolError("worker is shutting down", code="shutting_down", close_code=CLOSE_GOING_AWAY)
-        self._open = _Open(msg.utt, msg.t, next(self._tickets))
+        utt = self._open = _Open(msg.utt, msg.t, next(self._tickets))
+        if msg.commit_samples and FEATURE_COMMIT in self.offer.features:
+            if msg.commit_samples > self.limits.max_utterance_s * SAMPLE_RATE:
+                raise ProtocolError(f"start of {msg.utt} commits more than {self.limits.max_utterance_s:g} s",
+                                    code="bad_field")
+            utt.base, utt.committed = msg.commit_samples, msg.commit_text.strip()
 
     def _on_audio(self, data: bytes) -> None:
         if self._polish.open is not None:
@@ -348,19 +437,21 @@ class StreamCore:
             self._drop_speculative(utt)  # speech went on after the pause
         utt.add(pcm)
         self.audio_s += len(pcm) / SAMPLE_RATE
-        interval = self._partial_interval_s(utt.samples / SAMPLE_RATE)
+        interval = self._partial_interval_s((utt.samples - utt.base) / SAMPLE_RATE)
         # A partial waits while the newest audio is silence: it could show no new word,
         # and in the pause after the last one it would hold up the final's decode.
-        if utt.samples - utt.partial_at >= interval * SAMPLE_RATE and not utt.quiet:
+        if utt.samples - utt.partial_at >= interval * SAMPLE_RATE and not utt.quiet and utt.samples > utt.base:
             utt.partial_at = utt.samples
             self._actions.append(RequestPartial(utt.utt, utt.ticket, utt.audio(), self.language,
-                                                self._hints()))
+                                                self._hints(utt), samples=utt.samples))
 
     def _on_end(self, msg: End) -> None:
         utt = self._open
         if utt is None or utt.utt != msg.utt:
             raise ProtocolError(f"end of {msg.utt}, which is not the open utterance", code="not_open")
         self._open = None
+        if utt.committing is not None:  # the final decodes the same audio and more
+            self._withdraw(utt.committing[0])
         if utt.speculative is not None and utt.speculative[0] == utt.samples:
             job = utt.speculative[1]  # decoded (or decoding) exactly this audio already
         else:
@@ -369,7 +460,7 @@ class StreamCore:
         previous = self._owed.pop(utt.utt, None)
         if previous is not None:  # the same number resent: only the newest counts
             self._withdraw(previous.job)
-        self._owed[utt.utt] = _Owed(job, utt.start, utt.start + utt.samples / SAMPLE_RATE)
+        self._owed[utt.utt] = _Owed(job, utt.start, utt.start + utt.samples / SAMPLE_RATE, utt.committed)
         if job in self._outcomes and self._outcomes[job] is None:
             self._engine_failed(utt.utt)  # the pause's decode this final is had failed
         else:
@@ -410,15 +501,20 @@ class StreamCore:
 
     def _on_decoded(self, job: int, result: Transcript) -> None:
         utt = self._open
-        if utt is not None and utt.speculative is not None and utt.speculative[1] == job:
+        if utt is not None and utt.committing is not None and utt.committing[0] == job:
+            self._on_commit_decoded(utt, result)
+        elif utt is not None and utt.speculative is not None and utt.speculative[1] == job:
             self._outcomes[job] = result  # the final, should end come with no more audio
-            self._send_partial(utt.utt, result.text)  # shown at once while the pause holds
+            self._send_partial(utt.utt, join_text(utt.committed, result.text))  # shown while the pause holds
         elif self._owed_utt(job) is not None:
             self._outcomes[job] = result
             self._release()
 
     def _on_failed(self, job: int) -> None:
         utt = self._open
+        if utt is not None and utt.committing is not None and utt.committing[0] == job:
+            utt.committing = None  # nothing is committed; the final decodes the audio as without it
+            return
         if utt is not None and utt.speculative is not None and utt.speculative[1] == job:
             self._outcomes[job] = None  # fails the stream only if it becomes the final
             return
@@ -438,9 +534,42 @@ class StreamCore:
             self._awaited.discard(job)
             self._send(answer)
 
-    def _on_partial(self, ticket: int, text: str) -> None:
-        if self._open is not None and self._open.ticket == ticket:
-            self._send_partial(self._open.utt, text)
+    def _on_partial(self, ticket: int, text: str, samples: int | None) -> None:
+        utt = self._open
+        if utt is None or utt.ticket != ticket:
+            return
+        self._send_partial(utt.utt, join_text(utt.committed, text))
+        if not self.commits or samples is None:
+            return
+        previous, utt.hypothesis = utt.hypothesis, text.split()
+        settled = settled_prefix(previous, utt.hypothesis)
+        if settled > utt.commit_tried and utt.committing is None and utt.speculative is None and samples > utt.base:
+            # A final decode of the audio the partial had, for the words and their times: the
+            # piece before the cut gets a final's accuracy, and the times say where to cut.
+            job = next(self._jobs)
+            audio = utt.audio()[:samples - utt.base]
+            self._actions.append(SubmitFinal(job, utt.utt, audio, self.language, self._hints(utt)))
+            utt.committing = (job, utt.hypothesis[:settled + 1], samples)
+
+    def _on_commit_decoded(self, utt: _Open, result: Transcript) -> None:
+        """The final decode of the audio a partial agreed on: commit its settled sentences."""
+        assert utt.committing is not None
+        _, settled, samples = utt.committing
+        utt.committing = None
+        if utt.speculative is not None:
+            return  # the speech paused: the pause's decode is about to be the final
+        found = cut_point(result.words, settled, (samples - utt.base) / SAMPLE_RATE)
+        if found is None:
+            utt.commit_tried = len(settled) - 1  # try again once more has settled
+            return
+        words, cut = found
+        piece = functools.reduce(join_text, (w for w, _, _ in result.words[:words]), "")
+        utt.committed = join_text(utt.committed, piece)
+        utt.base += round(cut * SAMPLE_RATE)
+        utt.hypothesis, utt.commit_tried = [], 0
+        utt.ticket = next(self._tickets)  # partials of the audio before the cut are stale
+        utt.partial_at = utt.base
+        self._send(Commit(utt=utt.utt, samples=utt.base, text=utt.committed))
 
     def _send_partial(self, utt: int, text: str) -> None:
         # A partial is only worth sending to a client that keeps up with what it is sent.
@@ -456,9 +585,10 @@ class StreamCore:
                 return
             del self._owed[utt]
             self._awaited.discard(owed.job)
-            self._send(Caption(utt=utt, start=owed.start, end=owed.end, text=result.text, lang=result.lang,
+            text = join_text(owed.committed, result.text)
+            self._send(Caption(utt=utt, start=owed.start, end=owed.end, text=text, lang=result.lang,
                                emotion=result.emotion, events=tuple(result.events)))
-            self._remember(result.text)
+            self._remember(text)
 
     def _engine_failed(self, utt: int) -> None:
         self._fail("engine_failure", f"engine failed on utterance {utt}; reconnect and resend",
@@ -498,7 +628,7 @@ class StreamCore:
 
     def _submit(self, utt: _Open) -> int:
         job = next(self._jobs)
-        self._actions.append(SubmitFinal(job, utt.utt, utt.audio(), self.language, self._hints()))
+        self._actions.append(SubmitFinal(job, utt.utt, utt.audio(), self.language, self._hints(utt)))
         return job
 
     def _withdraw(self, job: int) -> None:
@@ -514,15 +644,21 @@ class StreamCore:
     def _owed_utt(self, job: int) -> int | None:
         return next((utt for utt, owed in self._owed.items() if owed.job == job), None)
 
-    def _hints(self) -> DecodeHints:
+    def _hints(self, utt: _Open) -> DecodeHints:
+        """The stream's context, with the open utterance's committed text after it."""
         offered = self.hello is not None and FEATURE_VOCABULARY in self.offer.features
-        return DecodeHints(context=self.context, vocabulary=self.hello.vocabulary if offered else ())
+        return DecodeHints(context=_tail(join_text(self.context, utt.committed)),
+                           vocabulary=self.hello.vocabulary if offered else ())
 
     def _remember(self, text: str) -> None:
-        """Keep the tail of the stream's finals (whole words where there are spaces)."""
-        joined = f"{self.context} {text}".strip() if text else self.context
-        if len(joined) > CONTEXT_CHARS:
-            cut = joined[-CONTEXT_CHARS:]
-            space = cut.find(" ")
-            joined = cut[space + 1:] if 0 <= space < CONTEXT_CHARS // 4 else cut
-        self.context = joined
+        """Keep the tail of the stream's finals."""
+        self.context = _tail(join_text(self.context, text))
+
+
+def _tail(text: str) -> str:
+    """The last ``CONTEXT_CHARS`` of ``text`` (whole words where there are spaces)."""
+    if len(text) <= CONTEXT_CHARS:
+        return text
+    cut = text[-CONTEXT_CHARS:]
+    space = cut.find(" ")
+    return cut[space + 1:] if 0 <= space < CONTEXT_CHARS // 4 else cut

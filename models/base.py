@@ -38,12 +38,16 @@ class Transcript:
         lang: language code the engine detected or was told ("en", "zh", ...).
         emotion: emotion label where the engine gives one ("NEUTRAL", "HAPPY", ...).
         events: audio events such as ``("BGM", "Laughter")``.
+        words: ``(word, start, end)`` with seconds into the clip, for a final of an
+            engine that times its words (:attr:`Engine.times_words`); empty otherwise.
+            Their texts joined are ``text`` (up to spaces).
     """
 
     text: str
     lang: str = ""
     emotion: str = ""
     events: tuple[str, ...] = ()
+    words: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,9 @@ class Engine(abc.ABC):
     pads_batches: bool = False
     #: True when :class:`DecodeHints` change what the engine decodes (prompt, hotwords)
     takes_hints: bool = False
+    #: True when a final's :attr:`Transcript.words` carries word times (the worker then
+    #: offers protocol feature ``commit``: settled words are cut off a long open utterance)
+    times_words: bool = False
 
     def __init__(self, options: EngineOptions | None = None):
         self.options = options or EngineOptions()

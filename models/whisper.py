@@ -56,6 +56,24 @@ Decoding is tuned for short VAD utterances and low latency:
   way round: a window of up to 30 s across utterance borders, beam search,
   the previous window's text as the prompt, timestamps and word timestamps on.
 
+- The encoder sees the clip and ``WINDOW_PAD_S`` (4 s) of the padding after it,
+  at least ``MIN_WINDOW_S`` (15 s), not whisper's whole 30 s window
+  (:class:`_FittedModel`; CTranslate2 takes shorter inputs, as whisper.cpp's
+  ``audio_ctx`` does). The encoder is most of a decode's cost: with tiny.en on
+  one CPU thread it takes 0.42 s for 30 s of frames, 0.12 s for 15 s, 0.07 s
+  for 10 s. On the bench lecture's 25 sentences, each with the sentences before
+  it as context: beam-5 finals took 5.8 s instead of 9.9 s (WER 0.171 against
+  0.178), greedy partials 3.5 s instead of 7.9 s (0.178 against 0.184). Shorter
+  windows were faster still but beam search then looped in the padding
+  ("Water evaporates from the oceans. Water evaporates from the oceans."):
+  2 of 25 finals with 8 s of padding or a 10 s floor, none with the 15 s floor.
+  Two guards stay: a text that says a phrase of three or more words twice in
+  a row is decoded again in the whole window, and a decode writes at most
+  ``MIN_TOKENS + MAX_TOKENS_PER_S`` tokens a second of its clip (a loop once
+  took 7 s of beam search before the temperature fallback ended it). Polish
+  windows (:meth:`~WhisperEngine.transcribe_long`) keep the whole window: they
+  seek through 30 s of speech.
+
 Clips are decoded one after the other. faster-whisper's
 ``BatchedInferencePipeline`` was measured on a 2-core CPU with four 4 s
 utterances and was no faster (every clip is padded to a 30 s window, so the
@@ -132,6 +150,49 @@ PROMPT_CHARS = 200
 NO_SPEECH_PROB = 0.6
 #: text with its times in clip seconds: ``(start, end, text)``, a word or a segment
 Piece = tuple[float, float, str]
+#: a live clip's encoder window: its own length plus this much of the padding after it, and
+#: at least MIN_WINDOW_S (whisper's 30 s window is mostly padding; see the module docstring)
+WINDOW_PAD_S = 4.0
+MIN_WINDOW_S = 15.0
+#: most tokens a decode may write per second of its clip, on top of MIN_TOKENS: speech is
+#: 3-7 tokens a second (English), up to about 10 (Chinese); a decode caught in a loop stops
+MAX_TOKENS_PER_S = 12
+MIN_TOKENS = 24
+#: a phrase of this many words or more said twice in a row is a decoding loop
+LOOP_WORDS = 3
+#: mel frames a second (hop of 160 samples), and in whisper's whole window
+FRAMES_PER_S = 100
+WINDOW_FRAMES = 3000
+
+
+def _fitted_model_class(faster_whisper: Any) -> type:
+    """``WhisperModel`` whose encoder sees only ``window_frames`` mel frames when that is set."""
+
+    class _FittedModel(faster_whisper.WhisperModel):
+        window_frames: int | None = None
+
+        def encode(self, features: np.ndarray) -> Any:
+            if self.window_frames is not None and features.shape[-1] > self.window_frames:
+                features = features[..., :self.window_frames]
+            return super().encode(features)
+
+    return _FittedModel
+
+
+def _window_frames(samples: int) -> int:
+    """Mel frames of a clip of ``samples`` and ``WINDOW_PAD_S`` after it (at least
+    ``MIN_WINDOW_S``, at most the whole window)."""
+    frames = samples * FRAMES_PER_S // SAMPLE_RATE + 1 + round(WINDOW_PAD_S * FRAMES_PER_S)
+    return min(WINDOW_FRAMES, max(frames, round(MIN_WINDOW_S * FRAMES_PER_S)))
+
+
+def _loops(text: str) -> bool:
+    """Whether ``text`` says a phrase of ``LOOP_WORDS`` or more words twice in a row."""
+    words = re.findall(r"\w+", text.lower())
+    for n in range(LOOP_WORDS, len(words) // 2 + 1):
+        if any(words[i:i + n] == words[i + n:i + 2 * n] for i in range(len(words) - 2 * n + 1)):
+            return True
+    return False
 
 
 def _bundled_model() -> str | None:
@@ -247,6 +308,7 @@ class WhisperEngine(Engine):
 
     name = "whisper"
     takes_hints = True  # initial_prompt and hotwords
+    times_words = True  # finals decode with word timestamps
 
     def __init__(self, options: EngineOptions | None = None):
         super().__init__(options)
@@ -283,7 +345,7 @@ class WhisperEngine(Engine):
             raise EngineError(f"threads must be at least 1, got {threads}")
         path = resolve_model_dir(self.model_ref)
         try:
-            model = faster_whisper.WhisperModel(
+            model = _fitted_model_class(faster_whisper)(
                 path,
                 device=device,
                 device_index=index,
@@ -339,7 +401,8 @@ class WhisperEngine(Engine):
             raise EngineError(
                 f"whisper failed on a {len(audio) / SAMPLE_RATE:.2f} s clip: {exc}"
             ) from exc
-        return Transcript(text=_text(words).strip(), lang=lang)
+        timed = tuple((text.strip(), start, end) for start, end, text in words if text.strip()) if final else ()
+        return Transcript(text=_text(words).strip(), lang=lang, words=timed)
 
     def transcribe_long(self, audio: np.ndarray, language: str = "auto",
                         hints: DecodeHints = NO_HINTS) -> list[Segment]:
@@ -362,23 +425,39 @@ class WhisperEngine(Engine):
     def _decode(self, audio: np.ndarray, language: str | None, prompt: str, hints: DecodeHints,
                 beam: int, timed: bool) -> tuple[list[Piece], str]:
         """The clip's text as ``(start_s, end_s, text)`` pieces: words when ``timed``,
-        else segments; and the language."""
-        segments, info = self._model.transcribe(
-            audio, language=language, beam_size=max(1, beam),
-            initial_prompt=prompt or None,
-            hotwords=_hotwords(hints.vocabulary),
-            word_timestamps=timed,
-            **DECODE_OPTIONS)
-        if timed:  # one window: with word timings faster-whisper would decode again after the last word
-            segments = itertools.islice(segments, 1)
-        out: list[Piece] = []
-        for segment in segments:
-            if segment.no_speech_prob > NO_SPEECH_PROB:
-                continue
-            if timed and segment.words:
-                out += [(w.start, w.end, w.word) for w in segment.words]
-            elif segment.text.strip():
-                out.append((segment.start, segment.end, segment.text))
+        else segments; and the language. Decoded in a window fitted to the clip; a text
+        that loops there is decoded again in the whole window."""
+        window = _window_frames(len(audio))
+        out, lang = self._decode_in(audio, language, prompt, hints, beam, timed, window)
+        if window < WINDOW_FRAMES and _loops(_text(out)):
+            logger.info("whisper: a %.1f s clip looped in a %.0f s window; decoding it in the whole window",
+                        len(audio) / SAMPLE_RATE, window / FRAMES_PER_S)
+            out, lang = self._decode_in(audio, language, prompt, hints, beam, timed, None)
+        return out, lang
+
+    def _decode_in(self, audio: np.ndarray, language: str | None, prompt: str, hints: DecodeHints,
+                   beam: int, timed: bool, window: int | None) -> tuple[list[Piece], str]:
+        self._model.window_frames = window
+        try:
+            segments, info = self._model.transcribe(
+                audio, language=language, beam_size=max(1, beam),
+                initial_prompt=prompt or None,
+                hotwords=_hotwords(hints.vocabulary),
+                word_timestamps=timed,
+                max_new_tokens=MIN_TOKENS + MAX_TOKENS_PER_S * len(audio) // SAMPLE_RATE,
+                **DECODE_OPTIONS)
+            if timed:  # one window: with word timings faster-whisper would decode again after the last word
+                segments = itertools.islice(segments, 1)
+            out: list[Piece] = []
+            for segment in segments:  # the encoder runs here, while the window is set
+                if segment.no_speech_prob > NO_SPEECH_PROB:
+                    continue
+                if timed and segment.words:
+                    out += [(w.start, w.end, w.word) for w in segment.words]
+                elif segment.text.strip():
+                    out.append((segment.start, segment.end, segment.text))
+        finally:
+            self._model.window_frames = None
         return out, info.language
 
     def _fill_gaps(self, audio: np.ndarray, words: list[Piece], language: str | None,

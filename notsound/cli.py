@@ -66,7 +66,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-owed", type=int, help="finals owed before reading pauses (default 32)")
     g.add_argument("--max-streams-per-key", type=int, help="concurrent streams per key (default 8)")
     g = p.add_argument_group("scheduling")
-    g.add_argument("--partial-every-s", type=float, help="seconds of new audio between partials (default 0.6)")
+    g.add_argument("--partial-every-s", type=float, help="seconds of new audio between partials (default 0.3)")
     g.add_argument("--batch-budget-s", type=float, help="most seconds of audio in one engine call (default 30)")
     g.add_argument("--max-batch", type=int, help="most clips in one engine call (default 16)")
     p.set_defaults(func=_cmd_serve)
@@ -86,6 +86,8 @@ def _add_engine_flags(p: argparse.ArgumentParser, device_flag: str = "--device")
     p.add_argument("--partial-beam-size", type=int, help="beam width of partials (default 1, greedy; whisper)")
     p.add_argument("--no-early-finals", dest="early_finals", action="store_false", default=None,
                    help="do not decode an utterance before its pause is confirmed")
+    p.add_argument("--no-commit", dest="commit", action="store_false", default=None,
+                   help="send a long utterance's text only when it ends, not its settled sentences before")
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=None,
                    help="batch without timing batched against single engine calls at start")
 
@@ -97,7 +99,7 @@ def _worker_settings(args: argparse.Namespace, toml: dict, **overrides):
         "host", "port", "engine", "model", "precision", "threads", "warmup", "auth", "state_dir",
         "tls_cert", "tls_key", "max_utterance_s", "audio_rate", "audio_burst_s", "messages_per_s",
         "idle_timeout_s", "max_owed", "max_streams_per_key", "partial_every_s", "batch_budget_s",
-        "max_batch", "beam_size", "partial_beam_size", "early_finals", "calibrate")}
+        "max_batch", "beam_size", "partial_beam_size", "early_finals", "commit", "calibrate")}
     flags["device"] = getattr(args, "engine_device", None)
     flags.update(overrides)
     return build_settings(WorkerSettings, "worker", toml=toml, flags=flags)

@@ -46,7 +46,7 @@ from library.folder import (
 from library.opus import recorded_until
 from live.keys import KeyStore
 from live.server import Worker, WorkerSettings
-from wire.protocol import Caption, Partial
+from wire.protocol import Caption, Commit, Partial
 
 from .deck import LiveDeck, open_live_deck
 from .view import CaptionView
@@ -201,7 +201,7 @@ class LiveRun:
     # -- callbacks from the capture pipeline ---------------------------------
 
     def callbacks(self) -> CaptureCallbacks:
-        return CaptureCallbacks(on_final=self.on_final, on_partial=self.on_partial,
+        return CaptureCallbacks(on_final=self.on_final, on_partial=self.on_partial, on_commit=self.on_commit,
                                 on_state=self.view.set_state, on_open=self.on_open,
                                 on_progress=self.on_progress, on_notice=self.view.notice)
 
@@ -240,6 +240,10 @@ class LiveRun:
         self.view.on_partial(partial)
         if self.feed is not None:
             self.feed.publish_partial(partial)
+
+    def on_commit(self, commit: Commit) -> None:
+        """Settled text of an open utterance: logged; the partials that follow begin with it."""
+        self.events.write("commit", commit.utt, commit.text, samples=commit.samples)
 
     def on_open(self) -> None:
         self.t0 = time.monotonic()

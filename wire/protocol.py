@@ -6,8 +6,8 @@ at 16 kHz for the utterance that is currently open.
 
 Client -> worker: :class:`Hello`, :class:`Start`, audio (``bytes``), :class:`Pause`,
 :class:`End`, :class:`Bye`, :class:`Polish`, :class:`PolishEnd`. Worker -> client:
-:class:`Ready`, :class:`Partial`, :class:`Caption` (``type: final``), :class:`Polished`,
-:class:`Error`.
+:class:`Ready`, :class:`Partial`, :class:`Commit`, :class:`Caption` (``type: final``),
+:class:`Polished`, :class:`Error`.
 
 Optional features are offered by the worker in ``ready.features`` and used by
 a client only when offered; a client that uses none gets the plain v1
@@ -27,6 +27,20 @@ without the feature rejects the unknown message type). Features:
   audio is fine; at most one is outstanding per utterance. The worker may
   ignore a pause (no error): it starts at most 8 early decodes an utterance,
   each after at least 0.5 s of new audio; the final then comes as without it.
+- ``"commit"`` (settled words of a long open utterance): the worker may send
+  ``{"type":"commit","utt":N,"samples":K,"text":"..."}`` while N is open:
+  the first ``K`` samples of N are final as ``text``, and N's ``final`` will
+  begin with exactly that text (never taken back; a later commit of N has a
+  larger ``K`` and extends the text). The worker decodes only the audio after
+  ``K`` from then on. A client keeps the last commit of N with N's audio and,
+  when it sends N again after a reconnect, says so in ``start``:
+  ``{"type":"start","utt":N,"t":T,"commit_samples":K,"commit_text":"..."}``
+  (audio from sample 0 as before), so the final still begins with the text
+  shown before. A worker offers it when its engine times its words (whisper),
+  and sends commits only to a client that asked with ``"features":["commit"]``
+  in ``hello`` (an older client would log every commit as an unknown type). A
+  client sends the ``commit_*`` fields only to a worker that offers the
+  feature; one that does not decodes the utterance whole.
 - ``"vocabulary"`` (recognition hints): ``hello`` may carry
   ``"vocabulary": ["term", ...]`` (at most ``MAX_VOCABULARY`` terms of at
   most ``MAX_TERM`` characters, e.g. from the lecture's slides). A worker
@@ -123,6 +137,8 @@ __all__ = [
     "MAX_TERM",
     "clean_vocabulary",
     "FEATURE_POLISH",
+    "FEATURE_COMMIT",
+    "MAX_COMMIT_TEXT",
     "FEATURES",
     "MAX_POLISH_S",
     "MAX_POLISH_FRAMES",
@@ -133,6 +149,7 @@ __all__ = [
     "Polished",
     "PolishSegment",
     "Partial",
+    "Commit",
     "Caption",
     "Error",
     "Message",
@@ -163,8 +180,12 @@ FEATURE_PAUSE = "pause"
 FEATURE_VOCABULARY = "vocabulary"
 #: ``ready.features``: the worker takes polish jobs (``polish``, ``polish_end``)
 FEATURE_POLISH = "polish"
+#: ``ready.features`` and ``hello.features``: settled words are committed while an utterance is open
+FEATURE_COMMIT = "commit"
 #: every optional feature this module knows
-FEATURES = (FEATURE_PAUSE, FEATURE_VOCABULARY, FEATURE_POLISH)
+FEATURES = (FEATURE_PAUSE, FEATURE_VOCABULARY, FEATURE_POLISH, FEATURE_COMMIT)
+#: longest committed text of one utterance (``commit.text``, ``start.commit_text``)
+MAX_COMMIT_TEXT = 16 * 1024
 #: longest polish window, and the most audio frames it may come in
 MAX_POLISH_S = 30.0
 MAX_POLISH_FRAMES = 32
@@ -234,6 +255,8 @@ class Hello:
     language: str = "auto"
     #: terms likely to be said (feature ``vocabulary``); sent only when not empty
     vocabulary: tuple[str, ...] = ()
+    #: features the client takes from the worker (``commit``); sent only when not empty
+    features: tuple[str, ...] = ()
     type: str = field(default="hello", init=False, repr=False)
 
 
@@ -252,10 +275,17 @@ class Ready:
 
 @dataclass(frozen=True)
 class Start:
-    """Opens utterance ``utt``, which began ``t`` seconds after the session began."""
+    """Opens utterance ``utt``, which began ``t`` seconds after the session began.
+
+    ``commit_samples`` / ``commit_text`` (feature ``commit``, sent only when
+    ``commit_samples`` is not 0): an earlier connection committed the first
+    ``commit_samples`` samples of this utterance as ``commit_text``.
+    """
 
     utt: int
     t: float
+    commit_samples: int = 0
+    commit_text: str = ""
     type: str = field(default="start", init=False, repr=False)
 
 
@@ -291,6 +321,17 @@ class Partial:
     utt: int
     text: str
     type: str = field(default="partial", init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The first ``samples`` samples of open utterance ``utt`` are final as ``text``
+    (feature ``commit``): its final begins with exactly this text."""
+
+    utt: int
+    samples: int
+    text: str
+    type: str = field(default="commit", init=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -394,10 +435,11 @@ class Polished:
     type: str = field(default="polished", init=False, repr=False)
 
 
-Message = Hello | Ready | Start | End | Pause | Bye | Polish | PolishEnd | Partial | Caption | Polished | Error
+Message = (Hello | Ready | Start | End | Pause | Bye | Polish | PolishEnd | Partial | Commit | Caption | Polished
+           | Error)
 
 _CLIENT_TYPES = frozenset({"hello", "start", "end", "pause", "bye", "polish", "polish_end"})
-_WORKER_TYPES = frozenset({"ready", "partial", "final", "polished", "error"})
+_WORKER_TYPES = frozenset({"ready", "partial", "commit", "final", "polished", "error"})
 
 
 def encode(message: Message | bytes) -> str | bytes:
@@ -413,10 +455,13 @@ def encode(message: Message | bytes) -> str | bytes:
     if isinstance(message, Ready):
         payload["features"] = list(message.features)
     if isinstance(message, Hello):
-        if message.vocabulary:
-            payload["vocabulary"] = list(message.vocabulary)
-        else:
-            del payload["vocabulary"]
+        for key in ("vocabulary", "features"):
+            if getattr(message, key):
+                payload[key] = list(getattr(message, key))
+            else:
+                del payload[key]
+    if isinstance(message, Start) and not message.commit_samples:
+        del payload["commit_samples"], payload["commit_text"]
     if isinstance(message, Error) and message.job is None:
         del payload["job"]
     if isinstance(message, Polish):
@@ -570,7 +615,7 @@ def _parse_hello(obj: dict) -> Hello:
         raise ProtocolError(f"sample_rate must be {SAMPLE_RATE}, got {rate}", code="bad_field")
     language = _str(obj, "language", MAX_LANGUAGE, default="auto") or "auto"
     return Hello(session=_session_name(obj), protocol=version, sample_rate=rate, language=language,
-                 vocabulary=_vocabulary(obj))
+                 vocabulary=_vocabulary(obj), features=_short_strings(obj, "features", MAX_FEATURES))
 
 
 def _parse_ready(obj: dict) -> Ready:
@@ -685,11 +730,15 @@ def _parse_error(obj: dict) -> Error:
 _PARSERS = {
     "hello": _parse_hello,
     "ready": _parse_ready,
-    "start": lambda o: Start(utt=_int(o, "utt"), t=_float(o, "t")),
+    "start": lambda o: Start(utt=_int(o, "utt"), t=_float(o, "t"),
+                             commit_samples=_int(o, "commit_samples", 0, MAX_SAMPLES, default=0),
+                             commit_text=_str(o, "commit_text", MAX_COMMIT_TEXT, default="")),
     "end": lambda o: End(utt=_int(o, "utt")),
     "pause": lambda o: Pause(utt=_int(o, "utt"), samples=_int(o, "samples", 0, MAX_SAMPLES)),
     "bye": lambda o: Bye(),
     "partial": lambda o: Partial(utt=_int(o, "utt"), text=_str(o, "text")),
+    "commit": lambda o: Commit(utt=_int(o, "utt"), samples=_int(o, "samples", 1, MAX_SAMPLES),
+                               text=_str(o, "text", MAX_COMMIT_TEXT)),
     "final": _parse_final,
     "polish": _parse_polish,
     "polish_end": lambda o: PolishEnd(job=_int(o, "job")),

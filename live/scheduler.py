@@ -53,12 +53,16 @@ class SchedulerOptions:
         partial_budget_s: most seconds of audio in one engine call of partials.
         partial_call_s: most estimated engine seconds of one call of partials
             (at least one clip always goes): what a final may have to wait.
-        partial_share: most share of the engine the partials of one open
-            utterance may take; a long utterance's partials come less often.
+        partial_share: most share of the engine the partials of all open
+            utterances may take together (each of ``n`` open ones ``1/n`` of it);
+            a long utterance's partials come less often, and so do everyone's
+            as streams are added.
         max_batch: most clips in one engine call.
         partial_every_s: base cadence of partials, in seconds of new audio.
         max_partial_slowdown: how many times the cadence may stretch when the
             engine is busy.
+        busy_share: share of wall time the engine may be busy before the cadence
+            stretches (linearly, reaching ``max_partial_slowdown`` at 100 %).
     """
 
     batch_budget_s: float = 30.0
@@ -68,6 +72,7 @@ class SchedulerOptions:
     max_batch: int = 16
     partial_every_s: float = 0.3
     max_partial_slowdown: float = 5.0
+    busy_share: float = 0.6
 
 
 @dataclass
@@ -213,16 +218,17 @@ class Scheduler:
         """Seconds of new audio between partials of an utterance ``open_s`` long.
 
         Longer while the engine is busy, and long enough that the partials of
-        one utterance take at most ``partial_share`` of the engine.
+        the utterances open now take at most ``partial_share`` of the engine
+        together.
         """
         o = self.options
         waiting = any(not job.future.done() for job in self._finals)
         busy = max(self._busy_ema, 1.0) if waiting else self._busy_ema
-        # Up to 60 % busy is fine; beyond it stretch linearly up to the cap.
-        stretch = 1.0 + max(0.0, busy - 0.6) / 0.4 * (o.max_partial_slowdown - 1.0)
+        # Up to busy_share is fine; beyond it stretch linearly up to the cap.
+        stretch = 1.0 + max(0.0, busy - o.busy_share) / (1.0 - o.busy_share) * (o.max_partial_slowdown - 1.0)
         interval = o.partial_every_s * min(stretch, o.max_partial_slowdown)
         cost = self.costs["partial"].estimate(open_s)
-        return max(interval, cost / o.partial_share)
+        return max(interval, cost * max(1, len(self._speaking)) / o.partial_share)
 
     # -- the engine loop ----------------------------------------------------
 

@@ -444,7 +444,7 @@ class WhisperEngine(Engine):
                 initial_prompt=prompt or None,
                 hotwords=_hotwords(hints.vocabulary),
                 word_timestamps=timed,
-                max_new_tokens=MIN_TOKENS + MAX_TOKENS_PER_S * len(audio) // SAMPLE_RATE,
+                max_new_tokens=self._token_budget(len(audio), prompt, _hotwords(hints.vocabulary)),
                 **DECODE_OPTIONS)
             if timed:  # one window: with word timings faster-whisper would decode again after the last word
                 segments = itertools.islice(segments, 1)
@@ -459,6 +459,19 @@ class WhisperEngine(Engine):
         finally:
             self._model.window_frames = None
         return out, info.language
+
+    def _token_budget(self, samples: int, prompt: str, hotwords: str | None) -> int:
+        """Tokens a decode of ``samples`` may write: ``MAX_TOKENS_PER_S`` a second, within
+        what whisper's 448-token context leaves after the prompt (faster-whisper refuses
+        more, and keeps up to 223 tokens each of prompt and hotwords)."""
+        half = self._model.max_length // 2 - 1
+        used = 5  # sot_prev, then the start sequence and no_timestamps: at most four tokens
+        for text in (prompt, hotwords):
+            if text:
+                used += min(len(self._model.hf_tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids),
+                            half)
+        wanted = MIN_TOKENS + MAX_TOKENS_PER_S * samples // SAMPLE_RATE
+        return max(1, min(wanted, self._model.max_length - used))
 
     def _fill_gaps(self, audio: np.ndarray, words: list[Piece], language: str | None,
                    hints: DecodeHints, beam: int) -> list[Piece]:

@@ -165,6 +165,11 @@ async def test_partials_of_a_long_utterance_come_less_often_when_they_are_costly
         scheduler.costs["partial"].add([seconds], 0.1 * seconds)
     assert scheduler.partial_interval_s(2.0) == pytest.approx(0.6)
     assert scheduler.partial_interval_s(15.0) == pytest.approx(1.5 / 0.5)
+    for stream in ("a", "b", "c"):  # three utterances open: each gets a third of the share
+        scheduler.set_speaking(stream, True)
+    assert scheduler.partial_interval_s(2.0) == pytest.approx(0.2 * 3 / 0.5)
+    scheduler.set_speaking("a", False)
+    assert scheduler.partial_interval_s(2.0) == pytest.approx(0.2 * 2 / 0.5)
 
 
 async def test_finals_and_partials_reach_the_engine_with_their_kind_and_hints(make_scheduler):  # noqa: F811

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from models import DecodeHints, EngineError, EngineOptions, ModelNotFoundError, create_engine
+import models.whisper as whisper_module
 from models.whisper import WhisperEngine
 from tests.speech import PARAGRAPH, have_espeak, normalize, silence, synth, wer
 
@@ -75,6 +76,63 @@ def test_sentences_run_together_in_changing_voices_all_come_back(tiny_en):
         assert sum(word in heard for word in set(said)) >= 0.6 * len(set(said)), text
     assert heard.count("cold") >= 2  # both sentences that start "in the cold air"
     assert wer(" ".join(text for text, _, _ in RUN_TOGETHER), transcript.text) <= 0.3
+
+
+@pytest.mark.slow
+@needs_bundled_model
+@needs_espeak
+def test_the_encoder_sees_a_window_fitted_to_the_clip_and_a_final_gives_timed_words(tiny_en):
+    pcm = synth(PARAGRAPH[0])
+    seen: list[int] = []
+    model = tiny_en._model
+    encode = type(model).encode
+
+    def spy(self, features):
+        seen.append(min(features.shape[-1], self.window_frames or features.shape[-1]))
+        return encode(self, features)
+
+    type(model).encode = spy
+    try:
+        (final,) = tiny_en.transcribe([pcm], "en", kind="final")
+        (partial,) = tiny_en.transcribe([pcm], "en", kind="partial")
+        segments = tiny_en.transcribe_long(np.concatenate([pcm, pcm]), "en")
+    finally:
+        type(model).encode = encode
+
+    clip_frames = len(pcm) * 100 // 16_000
+    assert seen[0] == seen[1] == whisper_module._window_frames(len(pcm))
+    assert clip_frames < seen[0] < 3000, "the clip with some padding, not the whole 30 s"
+    assert seen[2:] and all(frames == 3000 for frames in seen[2:]), "polish windows keep the whole window"
+    assert wer(PARAGRAPH[0], final.text) <= 0.3 and wer(PARAGRAPH[0], partial.text) <= 0.4
+    assert final.words and partial.words == ()
+    assert " ".join(w for w, _, _ in final.words) == final.text
+    times = [t for _, start, end in final.words for t in (start, end)]
+    assert times == sorted(times) and times[-1] <= len(pcm) / 16_000 + 0.1
+    assert segments
+
+
+@pytest.mark.slow
+@needs_bundled_model
+@needs_espeak
+def test_a_long_clip_with_the_longest_context_and_vocabulary_stays_within_whisper_s_context(tiny_en):
+    pcm = np.concatenate([synth(sentence) for sentence in PARAGRAPH] * 3)[:29 * 16_000]
+    hints = DecodeHints(context=" ".join(PARAGRAPH)[-200:],
+                        vocabulary=tuple(f"term{i} glossary entry" for i in range(100)))
+
+    (transcript,) = tiny_en.transcribe([pcm], "en", hints=[hints], kind="final")
+
+    assert len(normalize(transcript.text).split()) > 20
+
+
+def test_a_phrase_said_twice_in_a_row_is_a_loop_and_the_window_has_a_floor():
+    assert whisper_module._loops("Water evaporates from the oceans. Water evaporates from the oceans.")
+    assert whisper_module._loops("let us look at a diode ramp let us look at a diode ramp")
+    assert not whisper_module._loops("very very good, the water cycle and the water")
+    assert not whisper_module._loops("")
+    floor = round(whisper_module.MIN_WINDOW_S * 100)
+    assert whisper_module._window_frames(16_000) == floor
+    assert whisper_module._window_frames(14 * 16_000) == 14 * 100 + 1 + round(whisper_module.WINDOW_PAD_S * 100)
+    assert whisper_module._window_frames(30 * 16_000) == 3000
 
 
 @pytest.mark.slow

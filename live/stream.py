@@ -39,6 +39,7 @@ from wire.protocol import (
     FEATURE_PAUSE,
     FEATURE_POLISH,
     FEATURE_VOCABULARY,
+    MAX_COMMIT_TEXT,
     MAX_TEXT_FRAME_BYTES,
     SAMPLE_RATE,
     Bye,
@@ -564,7 +565,10 @@ class StreamCore:
             return
         words, cut = found
         piece = functools.reduce(join_text, (w for w, _, _ in result.words[:words]), "")
-        utt.committed = join_text(utt.committed, piece)
+        committed = join_text(utt.committed, piece)
+        if len(committed) > MAX_COMMIT_TEXT:
+            return  # more than a client reads in one commit: the final carries the rest
+        utt.committed = committed
         utt.base += round(cut * SAMPLE_RATE)
         utt.hypothesis, utt.commit_tried = [], 0
         utt.ticket = next(self._tickets)  # partials of the audio before the cut are stale

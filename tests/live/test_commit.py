@@ -21,6 +21,7 @@ from models import Transcript
 from wire.protocol import (
     FEATURE_COMMIT,
     FEATURE_PAUSE,
+    MAX_COMMIT_TEXT,
     SAMPLE_RATE,
     Caption,
     Commit,
@@ -189,6 +190,20 @@ def test_a_pause_keeps_its_decode_as_the_final_and_a_commit_decode_then_commits_
     core.final_decoded(early.job, DECODED)
     (caption,) = sent(core.receive(encode(End(utt=0))), Caption)
     assert caption.text == "One two three. Four five"
+
+
+def test_nothing_more_is_committed_once_the_text_would_be_longer_than_a_commit_may_be():
+    core = make_core()
+    long = "word " * (MAX_COMMIT_TEXT // 5)
+    core.receive(encode(Start(utt=0, t=0.0, commit_samples=SR // 2, commit_text=long.strip())))
+    speak(core, 2.5)
+    request = of(speak(core, 0.5), RequestPartial)[-1]
+    core.partial_decoded(request.ticket, "One two three. Four", samples=3 * SR - SR // 2)
+    request = of(speak(core, 0.5), RequestPartial)[-1]
+    (job,) = of(core.partial_decoded(request.ticket, "One two three. Four five", samples=3 * SR), SubmitFinal)
+    assert sent(core.final_decoded(job.job, DECODED), Commit) == []
+    (final_job,) = of(core.receive(encode(End(utt=0))), SubmitFinal)
+    assert len(final_job.audio) == 3 * SR  # all that follows the commit it began with
 
 
 def test_a_failed_commit_decode_only_means_no_commit():

@@ -17,7 +17,6 @@ driven and fuzzed without sockets.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 import time
@@ -28,6 +27,7 @@ import numpy as np
 
 from common.limits import TokenBucket
 from models import DecodeHints, Segment, Transcript
+from models.text import join_pieces
 from wire.protocol import (
     CLOSE_ENGINE_FAILURE,
     CLOSE_GOING_AWAY,
@@ -63,8 +63,7 @@ from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFin
 from .polish_jobs import PolishJobs
 
 __all__ = ["PARTIAL_BACKLOG", "CONTEXT_CHARS", "QUIET_RATIO", "MAX_EARLY_DECODES", "EARLY_DECODE_GAP_S",
-           "MIN_COMMIT_S", "COMMIT_MARGIN_S", "StreamLimits", "StreamCore", "settled_prefix", "cut_point",
-           "join_text"]
+           "MIN_COMMIT_S", "COMMIT_MARGIN_S", "StreamLimits", "StreamCore", "settled_prefix", "cut_point"]
 
 #: messages waiting to be sent beyond which new partials are dropped
 PARTIAL_BACKLOG = 4
@@ -84,19 +83,10 @@ COMMIT_MARGIN_S = 0.3
 #: comma, so a clause end is a place to cut as well
 _BOUNDARY = re.compile(r"(?<!\.)[.?!,;:。？！，；：][\"'”’)\]]*$")
 _NOT_WORD = re.compile(r"[^\w']+")
-_CJK = re.compile(r"[\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]")
 
 
 def _norm(word: str) -> str:
     return _NOT_WORD.sub("", word.lower())
-
-
-def join_text(head: str, tail: str) -> str:
-    """Two pieces of one caption: a space between them unless either side is CJK there."""
-    head, tail = head.strip(), tail.strip()
-    if not head or not tail:
-        return head or tail
-    return head + tail if _CJK.match(head[-1]) or _CJK.match(tail[0]) else f"{head} {tail}"
 
 
 def settled_prefix(previous: list[str], newest: list[str]) -> int:
@@ -506,7 +496,7 @@ class StreamCore:
             self._on_commit_decoded(utt, result)
         elif utt is not None and utt.speculative is not None and utt.speculative[1] == job:
             self._outcomes[job] = result  # the final, should end come with no more audio
-            self._send_partial(utt.utt, join_text(utt.committed, result.text))  # shown while the pause holds
+            self._send_partial(utt.utt, join_pieces([utt.committed, result.text]))  # shown while the pause holds
         elif self._owed_utt(job) is not None:
             self._outcomes[job] = result
             self._release()
@@ -539,7 +529,7 @@ class StreamCore:
         utt = self._open
         if utt is None or utt.ticket != ticket:
             return
-        self._send_partial(utt.utt, join_text(utt.committed, text))
+        self._send_partial(utt.utt, join_pieces([utt.committed, text]))
         if not self.commits or samples is None:
             return
         previous, utt.hypothesis = utt.hypothesis, text.split()
@@ -564,8 +554,7 @@ class StreamCore:
             utt.commit_tried = len(settled) - 1  # try again once more has settled
             return
         words, cut = found
-        piece = functools.reduce(join_text, (w for w, _, _ in result.words[:words]), "")
-        committed = join_text(utt.committed, piece)
+        committed = join_pieces([utt.committed] + [w for w, _, _ in result.words[:words]])
         if len(committed) > MAX_COMMIT_TEXT:
             return  # more than a client reads in one commit: the final carries the rest
         utt.committed = committed
@@ -589,7 +578,7 @@ class StreamCore:
                 return
             del self._owed[utt]
             self._awaited.discard(owed.job)
-            text = join_text(owed.committed, result.text)
+            text = join_pieces([owed.committed, result.text])
             self._send(Caption(utt=utt, start=owed.start, end=owed.end, text=text, lang=result.lang,
                                emotion=result.emotion, events=tuple(result.events)))
             self._remember(text)
@@ -651,12 +640,12 @@ class StreamCore:
     def _hints(self, utt: _Open) -> DecodeHints:
         """The stream's context, with the open utterance's committed text after it."""
         offered = self.hello is not None and FEATURE_VOCABULARY in self.offer.features
-        return DecodeHints(context=_tail(join_text(self.context, utt.committed)),
+        return DecodeHints(context=_tail(join_pieces([self.context, utt.committed])),
                            vocabulary=self.hello.vocabulary if offered else ())
 
     def _remember(self, text: str) -> None:
         """Keep the tail of the stream's finals."""
-        self.context = _tail(join_text(self.context, text))
+        self.context = _tail(join_pieces([self.context, text]))
 
 
 def _tail(text: str) -> str:

@@ -437,14 +437,15 @@ class WhisperEngine(Engine):
 
     def _decode_in(self, audio: np.ndarray, language: str | None, prompt: str, hints: DecodeHints,
                    beam: int, timed: bool, window: int | None) -> tuple[list[Piece], str]:
+        hotwords = _hotwords(hints.vocabulary)
         self._model.window_frames = window
         try:
             segments, info = self._model.transcribe(
                 audio, language=language, beam_size=max(1, beam),
                 initial_prompt=prompt or None,
-                hotwords=_hotwords(hints.vocabulary),
+                hotwords=hotwords,
                 word_timestamps=timed,
-                max_new_tokens=self._token_budget(len(audio), prompt, _hotwords(hints.vocabulary)),
+                max_new_tokens=self._token_budget(len(audio), prompt, hotwords),
                 **DECODE_OPTIONS)
             if timed:  # one window: with word timings faster-whisper would decode again after the last word
                 segments = itertools.islice(segments, 1)

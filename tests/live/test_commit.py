@@ -16,7 +16,14 @@ from websockets.asyncio.server import serve
 
 from capture.client import ClientOptions, StreamClient
 from live.actions import CancelFinal, RequestPartial, Send, SubmitFinal
-from live.stream import COMMIT_MARGIN_S, MIN_COMMIT_S, StreamCore, StreamLimits, cut_point, join_text, settled_prefix
+from live.stream import (
+    COMMIT_MARGIN_S,
+    MIN_COMMIT_S,
+    StreamCore,
+    StreamLimits,
+    cut_point,
+    settled_prefix,
+)
 from models import Transcript
 from wire.protocol import (
     FEATURE_COMMIT,
@@ -110,12 +117,6 @@ def test_the_cut_is_between_the_settled_sentence_end_and_the_next_word_where_the
     assert cut_point(early, ["Hi.", "There"], 3.0) is None  # a piece shorter than MIN_COMMIT_S
     assert MIN_COMMIT_S > 0.4
     assert cut_point(WORDS, "One two three. Four".split(), 1.35 + COMMIT_MARGIN_S / 2) is None  # too near the end
-
-
-def test_join_text_puts_a_space_between_words_but_not_around_cjk():
-    assert join_text("One two.", " Three") == "One two. Three"
-    assert join_text("", "Three") == "Three"
-    assert join_text("今天我们", "讲水循环") == "今天我们讲水循环"
 
 
 def test_a_settled_sentence_is_decoded_as_a_final_committed_and_never_decoded_again():

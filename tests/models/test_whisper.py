@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from models import DecodeHints, EngineError, EngineOptions, ModelNotFoundError, create_engine
 import models.whisper as whisper_module
+from models import DecodeHints, EngineError, EngineOptions, ModelNotFoundError, create_engine
 from models.whisper import WhisperEngine
 from tests.speech import PARAGRAPH, have_espeak, normalize, silence, synth, wer
 

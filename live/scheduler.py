@@ -333,6 +333,8 @@ class Scheduler:
             self.stats.engine_seconds += busy
             self.stats.audio_seconds += sum(seconds)
             self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(clips))
+            log.debug("engine %s: %d clip(s), %.2f s of audio, %.3f s (idle %.3f s before)",
+                      kind, len(clips), sum(seconds), busy, idle)
         if len(results) != len(clips):
             raise RuntimeError(f"engine returned {len(results)} results for {len(clips)} clips")
         return results

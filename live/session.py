@@ -18,7 +18,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from models import Engine
-from wire.protocol import CLOSE_GOING_AWAY, Message, Ready, encode
+from wire.protocol import CLOSE_GOING_AWAY, SAMPLE_RATE, Message, Ready, encode
 
 from .actions import (
     Action,
@@ -146,6 +146,8 @@ class StreamSession:
 
     def _execute(self, actions: list[Action]) -> None:
         for action in actions:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("stream %s: %s", self.name, _describe(action))
             if isinstance(action, Send):
                 self._outbox.put_nowait(action.message)
                 if isinstance(action.message, Ready):
@@ -267,3 +269,14 @@ class StreamSession:
             self._sender.cancel()
             await asyncio.wait([self._sender])
         log.info("stream %s closed", self.name)
+
+
+def _describe(action: Action) -> str:
+    """One line for the debug log: the action's kind and sizes, never the text or audio."""
+    if isinstance(action, Send):
+        msg = action.message
+        return f"send {msg.type}" + (f" utt {msg.utt}" if hasattr(msg, "utt") else "")
+    if isinstance(action, (SubmitFinal, RequestPartial)):
+        kind = "final" if isinstance(action, SubmitFinal) else "partial"
+        return f"{kind} of utt {action.utt}: {len(action.audio) / SAMPLE_RATE:.2f} s"
+    return type(action).__name__

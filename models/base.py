@@ -107,6 +107,9 @@ class EngineOptions:
         beam_size: beam width for finals (decoded for accuracy), where the engine has a
             beam search (whisper); CTC engines (SenseVoice) decode every job the same way.
         partial_beam_size: beam width for partials (decoded for speed; 1 is greedy).
+        partial_precision: precision of partials where the engine decodes them with a
+            copy of the model of their own (whisper): ``auto`` is ``int8`` on CPU and
+            ``precision`` elsewhere; or ``fp32``, ``fp16``, ``int8`` as for ``precision``.
     """
 
     model: str | None = None
@@ -116,6 +119,7 @@ class EngineOptions:
     itn: bool = True
     beam_size: int = 5
     partial_beam_size: int = 1
+    partial_precision: str = "auto"
 
 
 class EngineError(NotSoundError, RuntimeError):

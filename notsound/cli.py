@@ -84,6 +84,9 @@ def _add_engine_flags(p: argparse.ArgumentParser, device_flag: str = "--device")
                    help="beam width of finals, decoded for accuracy (default 5; whisper only: "
                         "SenseVoice is CTC and decodes finals and partials alike)")
     p.add_argument("--partial-beam-size", type=int, help="beam width of partials (default 1, greedy; whisper)")
+    p.add_argument("--partial-precision",
+                   help="precision of partials: auto (default: int8 on CPU, else as --precision), fp32, fp16 "
+                        "or int8 (whisper)")
     p.add_argument("--no-early-finals", dest="early_finals", action="store_false", default=None,
                    help="do not decode an utterance before its pause is confirmed")
     p.add_argument("--no-commit", dest="commit", action="store_false", default=None,
@@ -99,7 +102,8 @@ def _worker_settings(args: argparse.Namespace, toml: dict, **overrides):
         "host", "port", "engine", "model", "precision", "threads", "warmup", "auth", "state_dir",
         "tls_cert", "tls_key", "max_utterance_s", "audio_rate", "audio_burst_s", "messages_per_s",
         "idle_timeout_s", "max_owed", "max_streams_per_key", "partial_every_s", "batch_budget_s",
-        "max_batch", "beam_size", "partial_beam_size", "early_finals", "commit", "calibrate")}
+        "max_batch", "beam_size", "partial_beam_size", "partial_precision", "early_finals", "commit",
+        "calibrate")}
     flags["device"] = getattr(args, "engine_device", None)
     flags.update(overrides)
     return build_settings(WorkerSettings, "worker", toml=toml, flags=flags)

@@ -84,11 +84,13 @@ def test_sentences_run_together_in_changing_voices_all_come_back(tiny_en):
 def test_the_encoder_sees_a_window_fitted_to_the_clip_and_a_final_gives_timed_words(tiny_en):
     pcm = synth(PARAGRAPH[0])
     seen: list[int] = []
+    by: list[str] = []  # the compute type of the model that encoded
     model = tiny_en._model
     encode = type(model).encode
 
     def spy(self, features):
         seen.append(min(features.shape[-1], self.window_frames or features.shape[-1]))
+        by.append(self.model.compute_type)
         return encode(self, features)
 
     type(model).encode = spy
@@ -103,6 +105,8 @@ def test_the_encoder_sees_a_window_fitted_to_the_clip_and_a_final_gives_timed_wo
     assert seen[0] == seen[1] == whisper_module._window_frames(len(pcm))
     assert clip_frames < seen[0] < 3000, "the clip with some padding, not the whole 30 s"
     assert seen[2:] and all(frames == 3000 for frames in seen[2:]), "polish windows keep the whole window"
+    assert by[0] == "float32" and by[1].startswith("int8"), "on CPU a partial is decoded by an int8 copy"
+    assert set(by[2:]) == {"float32"}, "polish windows are decoded as finals are"
     assert wer(PARAGRAPH[0], final.text) <= 0.3 and wer(PARAGRAPH[0], partial.text) <= 0.4
     assert final.words and partial.words == ()
     assert " ".join(w for w, _, _ in final.words) == final.text
@@ -218,6 +222,18 @@ def test_hub_id_that_cannot_be_fetched_raises_model_not_found_with_offline_hint(
     assert "--model DIR" in str(error.value)
 
 
+@needs_bundled_model
+def test_partials_take_the_finals_model_when_their_precision_is_the_same():
+    engine = create_engine("whisper", EngineOptions(device="cpu", threads=1, partial_precision="fp32"))
+    engine.load()
+    try:
+        assert engine._partial_model is engine._model  # one copy in memory
+        (partial,) = engine.transcribe([silence(0.5)], "en", kind="partial")
+        assert partial.text == ""
+    finally:
+        engine.close()
+
+
 def test_fp16_on_cpu_is_refused_with_advice():
     engine = create_engine("whisper", EngineOptions(device="cpu", precision="fp16"))
 
@@ -231,6 +247,8 @@ def test_fp16_on_cpu_is_refused_with_advice():
         (EngineOptions(device="tpu"), "unknown device"),
         (EngineOptions(device="cpu", precision="bf16"), "unknown precision"),
         (EngineOptions(device="cpu", threads=0), "threads"),
+        (EngineOptions(device="cpu", partial_precision="int4"), "unknown precision"),
+        (EngineOptions(device="cpu", partial_precision="fp16"), "fp16 needs a GPU"),
     ],
 )
 def test_bad_options_are_refused_before_loading(options, message):

@@ -114,3 +114,12 @@ def test_missing_and_unknown_arguments_are_usage_errors(argv, message, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and message in err and err.startswith("usage: notsound")
+
+
+def test_serve_engine_flags_reach_the_engine_options():
+    from notsound.cli import _worker_settings
+
+    args = parse("serve", "--engine", "whisper", "--beam-size", "3", "--partial-precision", "fp32")
+    options = _worker_settings(args, {}).engine_options()
+    assert (options.beam_size, options.partial_precision) == (3, "fp32")
+    assert _worker_settings(parse("serve"), {}).engine_options().partial_precision == "auto"

@@ -63,7 +63,7 @@ from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFin
 from .polish_jobs import PolishJobs
 
 __all__ = ["PARTIAL_BACKLOG", "CONTEXT_CHARS", "QUIET_RATIO", "MAX_EARLY_DECODES", "EARLY_DECODE_GAP_S",
-           "MIN_COMMIT_S", "COMMIT_MARGIN_S", "StreamLimits", "StreamCore", "settled_prefix", "cut_point"]
+           "TRAILING_QUIET_S", "MIN_COMMIT_S", "COMMIT_MARGIN_S", "StreamLimits", "StreamCore", "settled_prefix", "cut_point"]
 
 #: messages waiting to be sent beyond which new partials are dropped
 PARTIAL_BACKLOG = 4
@@ -75,6 +75,10 @@ QUIET_RATIO = 0.01
 #: a pause costs a final-priority decode, so a client cannot buy them with 2-byte frames
 MAX_EARLY_DECODES = 8
 EARLY_DECODE_GAP_S = 0.5
+#: a run of silence this long after speech that no partial has shown asks for one at once:
+#: the words before it are whole now (the end of a sentence, even in a short pause). Longer
+#: than the closure of a stop consonant inside a word, shorter than a pause between sentences
+TRAILING_QUIET_S = 0.1
 #: a committed piece is at least this long, and ends at least this far before the audio decoded
 MIN_COMMIT_S = 0.8
 COMMIT_MARGIN_S = 0.3
@@ -178,6 +182,7 @@ class _Open:
         self.partial_at = 0
         self.peak = 0.0  # mean power of the loudest frame so far
         self.quiet = False  # the newest frame is silence next to the loudest
+        self.quiet_from: int | None = None  # samples where the run of quiet frames began
         self.speculative: tuple[int, int] | None = None  # (samples, job) of a pause's decode
         self.early_decodes = 0
         self.early_at = 0  # samples when the last early decode started
@@ -195,6 +200,10 @@ class _Open:
             power = float(np.mean(np.square(pcm, dtype=np.float64)))
             self.peak = max(self.peak, power)
             self.quiet = power < QUIET_RATIO * self.peak
+            if not self.quiet:
+                self.quiet_from = None
+            elif self.quiet_from is None:
+                self.quiet_from = self.samples - len(pcm)
 
     def audio(self) -> np.ndarray:
         """The audio after what is committed (all of it without commits)."""
@@ -213,6 +222,7 @@ class _Owed:
     start: float
     end: float
     committed: str = ""  # text committed before the decode's audio
+    ticket: int = -1  # of the utterance's partials: one decoding as it ended is still shown
 
 
 class StreamCore:
@@ -298,9 +308,15 @@ class StreamCore:
         return self._polish.owed
 
     def partial_stale(self, ticket: int) -> bool:
-        """Whether a partial of ``ticket`` is no longer worth decoding."""
+        """Whether a partial of ``ticket`` is no news: its utterance's final is sent, or a
+        pause's decode of the open audio is shown. (A partial of an utterance that ended
+        meanwhile is still worth showing until its final comes.)"""
         utt = self._open
-        return self.closed or utt is None or utt.ticket != ticket or utt.speculative is not None
+        if self.closed:
+            return True
+        if utt is not None and utt.ticket == ticket:
+            return self._speculated(utt)
+        return all(owed.ticket != ticket for owed in self._owed.values())
 
     # -- inputs --------------------------------------------------------------
 
@@ -429,9 +445,13 @@ class StreamCore:
         utt.add(pcm)
         self.audio_s += len(pcm) / SAMPLE_RATE
         interval = self._partial_interval_s((utt.samples - utt.base) / SAMPLE_RATE)
-        # A partial waits while the newest audio is silence: it could show no new word,
-        # and in the pause after the last one it would hold up the final's decode.
-        if utt.samples - utt.partial_at >= interval * SAMPLE_RATE and not utt.quiet and utt.samples > utt.base:
+        # A partial waits while the newest audio is silence (it could show no new word), but
+        # once a silence has lasted TRAILING_QUIET_S after speech that no partial had, one
+        # shows the words before it, whole now, without waiting for the cadence.
+        due = utt.samples - utt.partial_at >= interval * SAMPLE_RATE and not utt.quiet
+        trailing = (utt.quiet_from is not None and utt.quiet_from > utt.partial_at
+                    and utt.samples - utt.quiet_from >= TRAILING_QUIET_S * SAMPLE_RATE)
+        if (due or trailing) and utt.samples > utt.base:
             utt.partial_at = utt.samples
             self._actions.append(RequestPartial(utt.utt, utt.ticket, utt.audio(), self.language,
                                                 self._hints(utt), samples=utt.samples))
@@ -451,7 +471,8 @@ class StreamCore:
         previous = self._owed.pop(utt.utt, None)
         if previous is not None:  # the same number resent: only the newest counts
             self._withdraw(previous.job)
-        self._owed[utt.utt] = _Owed(job, utt.start, utt.start + utt.samples / SAMPLE_RATE, utt.committed)
+        self._owed[utt.utt] = _Owed(job, utt.start, utt.start + utt.samples / SAMPLE_RATE, utt.committed,
+                                    utt.ticket)
         if job in self._outcomes and self._outcomes[job] is None:
             self._engine_failed(utt.utt)  # the pause's decode this final is had failed
         else:
@@ -528,7 +549,12 @@ class StreamCore:
     def _on_partial(self, ticket: int, text: str, samples: int | None) -> None:
         utt = self._open
         if utt is None or utt.ticket != ticket:
+            ended = next(((n, owed) for n, owed in self._owed.items() if owed.ticket == ticket), None)
+            if ended is not None:  # decoded while the utterance ended: shown until its final comes
+                self._send_partial(ended[0], join_pieces([ended[1].committed, text]))
             return
+        if self._speculated(utt):
+            return  # the pause's decode of all the audio is shown already
         self._send_partial(utt.utt, join_pieces([utt.committed, text]))
         if not self.commits or samples is None:
             return
@@ -633,6 +659,10 @@ class StreamCore:
         if utt.speculative is not None:
             self._withdraw(utt.speculative[1])
             utt.speculative = None
+
+    def _speculated(self, utt: _Open) -> bool:
+        """Whether a pause's decode of the open audio has its text (a partial is no news)."""
+        return utt.speculative is not None and utt.speculative[1] in self._outcomes
 
     def _owed_utt(self, job: int) -> int | None:
         return next((utt for utt, owed in self._owed.items() if owed.job == job), None)

@@ -43,6 +43,7 @@ from live.stream import (
     EARLY_DECODE_GAP_S,
     MAX_EARLY_DECODES,
     PARTIAL_BACKLOG,
+    TRAILING_QUIET_S,
     StreamCore,
     StreamLimits,
 )
@@ -137,6 +138,7 @@ class Utterance:
         self.utt, self.start = utt, start
         self.samples = self.partial_at = self.early = self.early_at = 0
         self.peak, self.quiet = 0.0, False
+        self.quiet_from: int | None = None  # where the run of quiet frames began
         self.ticket: int | None = None
         self.speculative: tuple[int, int] | None = None  # (samples, job)
 
@@ -153,6 +155,7 @@ class Run:
         self.hello: Hello | None = None
         self.open: Utterance | None = None
         self.ended: list[tuple[int, float, int, int]] = []  # (utt, start, samples, job) by end
+        self.end_tickets: dict[int, int | None] = {}  # end -> the ticket of its partials
         self.newest: dict[int, int] = {}  # utterance number -> its newest end
         self.owed: set[int] = set()  # ends whose final is owed
         self.captioned: set[int] = set()
@@ -247,9 +250,15 @@ class Run:
             if samples:
                 u.peak = max(u.peak, float(level * level))
                 u.quiet = level * level < 0.01 * u.peak
+                u.quiet_from = None if not u.quiet else u.samples - samples if u.quiet_from is None else u.quiet_from
             requests = [a for a in self.actions if isinstance(a, RequestPartial)]
             due = u.samples - u.partial_at >= cadence(u.samples / SR) * SR and not u.quiet
-            assert len(requests) == due, "a partial is asked for when due, unless the audio is silence"
+            trailing = (u.quiet_from is not None and u.quiet_from > u.partial_at
+                        and u.samples - u.quiet_from >= TRAILING_QUIET_S * SR)
+            if trailing and not due:
+                event("a silence after speech asks for a partial")
+            due = due or trailing
+            assert len(requests) == due, "a partial is asked for when due or a silence follows speech"
             if due:
                 u.partial_at, u.ticket = u.samples, requests[0].ticket
                 assert len(requests[0].audio) == u.samples and requests[0].utt == u.utt
@@ -309,6 +318,7 @@ class Run:
                 self.owed.discard(previous)
                 assert CancelFinal(self.ended[previous][3]) in self.actions
             self.newest[utt] = len(self.ended)
+            self.end_tickets[len(self.ended)] = u.ticket
             self.owed.add(len(self.ended))
             self.ended.append((utt, u.start, u.samples, job))
             self.open = None
@@ -436,11 +446,19 @@ class Run:
         request = self.partials.pop(sorted(self.partials)[x % len(self.partials)])
         u = self.open
         current = self.closed is None and u is not None and u.ticket == request.ticket
-        assert self.core.partial_stale(request.ticket) == (not current or u.speculative is not None)
+        # no news once a pause's decode of the open audio is shown; a partial of an utterance
+        # that ended meanwhile is shown until its final is sent
+        speculated = current and u.speculative is not None and u.speculative[1] not in self.jobs
+        ended = (self.closed is None and not current
+                 and any(self.end_tickets[i] == request.ticket for i in self.owed))
+        if ended:
+            event("a partial of an ended utterance is shown before its final")
+        news = (current and not speculated) or ended
+        assert self.core.partial_stale(request.ticket) == (not news)
         text = f"so far {len(request.audio)}" if x % 4 else ""
         self.actions = self.core.partial_decoded(request.ticket, text)
         shown = [a.message for a in self.actions if isinstance(a, Send)]
-        assert len(shown) == (current and bool(text) and self.untaken < PARTIAL_BACKLOG)
+        assert len(shown) == (news and bool(text) and self.untaken < PARTIAL_BACKLOG)
         self.apply()
 
     def take(self, x: int) -> None:
@@ -519,7 +537,8 @@ class Run:
             self.captioned.add(end)
             self.said = f"{self.said} {message.text}".strip()
         elif isinstance(message, Partial):
-            assert self.open is not None and message.utt == self.open.utt and message.text
+            showing = {self.ended[i][0] for i in self.owed} | ({self.open.utt} if self.open else set())
+            assert message.utt in showing and message.text, "partials of the open utterance or one owed"
             assert self.untaken < PARTIAL_BACKLOG
         elif isinstance(message, Polished) or (isinstance(message, Error) and message.job is not None):
             assert message.job in self.polish_owed, f"answer to polish job {message.job}, which is not owed"
@@ -780,8 +799,25 @@ def test_partials_come_at_the_cadence_and_wait_while_the_newest_audio_is_silence
     (second,) = requested(feed(core, audio(160)))
     assert len(second.audio) == 11360 and second.ticket == first.ticket
     assert sent(core.partial_decoded(first.ticket, "so far")) == [Partial(utt=0, text="so far")]
-    feed(core, End(utt=0))
-    assert core.partial_stale(first.ticket) and core.partial_decoded(first.ticket, "late") == []
+    (final,) = submitted(feed(core, End(utt=0)))
+    assert not core.partial_stale(second.ticket), "decoding as the utterance ended: still news"
+    assert sent(core.partial_decoded(second.ticket, "so far on")) == [Partial(utt=0, text="so far on")]
+    core.final_decoded(final.job, Transcript("all of it"))
+    assert core.partial_stale(second.ticket) and core.partial_decoded(second.ticket, "late") == []
+
+
+def test_a_silence_after_speech_asks_for_a_partial_of_the_words_before_it_at_once():
+    core = make_core()
+    feed(core, HELLO, Start(utt=0, t=0.0))
+    (first,) = requested(feed(core, audio(4800)))  # at the cadence
+    assert requested(feed(core, audio(1600))) == [], "0.1 s of speech after it: not due yet"
+    quiet = round(TRAILING_QUIET_S * SAMPLE_RATE)
+    assert requested(feed(core, audio(quiet - 160, level=0))) == [], "a silence shorter than a pause"
+    (trailing,) = requested(feed(core, audio(160, level=0)))
+    assert len(trailing.audio) == 4800 + 1600 + quiet
+    assert requested(feed(core, audio(1600, level=0))) == [], "once a silence: no new speech since"
+    (due,) = requested(feed(core, audio(4800)))  # speech again, at the cadence
+    assert requested(feed(core, audio(quiet, level=0))) == [], "its words are in that partial already"
 
 
 def test_the_engine_gets_the_tail_of_the_finals_in_whole_words_and_the_vocabulary_only_if_offered():

@@ -95,7 +95,7 @@ GPU). On one thread, greedy tiny.en partials of 2-9 s with a context took
 0.90 s in all instead of 1.83 s in fp32, with the same words but for one or
 two a clip; a partial is replaced within a second and the final is decoded
 in ``precision``. The saving goes to the partial cadence: on the bench lecture
-a partial came every 0.47 s instead of 0.75 s, and the end of a sentence
+a partial came every 0.47 s instead of 0.80 s, and the end of a sentence
 showed 0.35 s after it was said instead of 0.98 s (median). The copy costs
 the model's int8 size in memory (about 40 MB for tiny.en).
 """

@@ -63,7 +63,8 @@ from .actions import Action, CancelFinal, Close, RequestPartial, Send, SubmitFin
 from .polish_jobs import PolishJobs
 
 __all__ = ["PARTIAL_BACKLOG", "CONTEXT_CHARS", "QUIET_RATIO", "MAX_EARLY_DECODES", "EARLY_DECODE_GAP_S",
-           "TRAILING_QUIET_S", "MIN_COMMIT_S", "COMMIT_MARGIN_S", "StreamLimits", "StreamCore", "settled_prefix", "cut_point"]
+           "TRAILING_QUIET_S", "MIN_COMMIT_S", "COMMIT_MARGIN_S", "StreamLimits", "StreamCore", "settled_prefix",
+           "cut_point"]
 
 #: messages waiting to be sent beyond which new partials are dropped
 PARTIAL_BACKLOG = 4
@@ -316,7 +317,7 @@ class StreamCore:
             return True
         if utt is not None and utt.ticket == ticket:
             return self._speculated(utt)
-        return all(owed.ticket != ticket for owed in self._owed.values())
+        return self._ended(ticket) is None
 
     # -- inputs --------------------------------------------------------------
 
@@ -549,7 +550,7 @@ class StreamCore:
     def _on_partial(self, ticket: int, text: str, samples: int | None) -> None:
         utt = self._open
         if utt is None or utt.ticket != ticket:
-            ended = next(((n, owed) for n, owed in self._owed.items() if owed.ticket == ticket), None)
+            ended = self._ended(ticket)
             if ended is not None:  # decoded while the utterance ended: shown until its final comes
                 self._send_partial(ended[0], join_pieces([ended[1].committed, text]))
             return
@@ -663,6 +664,10 @@ class StreamCore:
     def _speculated(self, utt: _Open) -> bool:
         """Whether a pause's decode of the open audio has its text (a partial is no news)."""
         return utt.speculative is not None and utt.speculative[1] in self._outcomes
+
+    def _ended(self, ticket: int) -> tuple[int, _Owed] | None:
+        """The ended utterance whose final is owed and whose partials had ``ticket``."""
+        return next(((utt, owed) for utt, owed in self._owed.items() if owed.ticket == ticket), None)
 
     def _owed_utt(self, job: int) -> int | None:
         return next((utt for utt, owed in self._owed.items() if owed.job == job), None)
